@@ -1,0 +1,40 @@
+"""The two variants of the network: `faithful` reproduces the release, `corrected` fixes it.
+
+Each quirk of the release (REFERENCE.md, "Quirks of the official release") is one named switch
+here, so that every place in the model that behaves differently between the variants reads the
+switch by the quirk's name.
+
+| quirk                             | faithful (release)           | corrected              |
+|-----------------------------------|------------------------------|------------------------|
+| 1 `sigmoid_typo`                  | no sigmoid on attention/mask | sigmoid on both        |
+| 2 `discarded_direction_attention` | direction weights discarded  | directions weighted    |
+| 3 `align_corners_base_grid`       | disp 0 samples j*W/(W-1)-0.5 | disp 0 is the identity |
+
+Quirk 4 (displacements divided by (W-1, H-1)) only fixes the unit of the network's output and is
+kept in both variants; quirk 5 (semantic loss weight 0) is a training setting; quirk 6 (BatchNorm in
+the flow estimators) is architecture and kept.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+VARIANTS = ("faithful", "corrected")
+
+
+@dataclasses.dataclass(frozen=True)
+class Quirks:
+    """Which of the release's quirks a variant reproduces (True = behave like the release)."""
+
+    sigmoid_typo: bool
+    discarded_direction_attention: bool
+    align_corners_base_grid: bool
+
+
+def quirks_for(variant: str) -> Quirks:
+    """Return the quirk switches of `variant` ('faithful' or 'corrected')."""
+    if variant == "faithful":
+        return Quirks(True, True, True)
+    if variant == "corrected":
+        return Quirks(False, False, False)
+    raise ValueError(f"unknown variant {variant!r}; expected one of {VARIANTS}")

@@ -1,0 +1,42 @@
+"""Faithful variant vs the official release on a real MSRS pair.
+
+Golden file: ../shared/parity/00004N_seed0.npz (official outputs in eval mode for
+weights_seed0.pth); tolerances from parity/README.md: 1e-4 on disp (normalised), 1e-3 on images.
+"""
+
+import numpy as np
+import pytest
+
+from superfusion_jax.convert.official import load_official
+from superfusion_jax.inference import Pipeline
+from tests.conftest import MSRS, PARITY, require
+from tests.helpers import read_rgb
+
+
+@pytest.fixture(scope="module")
+def pipeline():
+    variables, _ = load_official(require(PARITY / "weights_seed0.pth"))
+    return Pipeline(variables, "faithful")
+
+
+@pytest.fixture(scope="module")
+def golden():
+    data = np.load(require(PARITY / "00004N_seed0.npz"))
+    return {k: np.transpose(data[k], (0, 2, 3, 1)) for k in data.files}  # NCHW -> NHWC
+
+
+@pytest.fixture(scope="module")
+def images():
+    return {d: read_rgb(require(MSRS / d / "00004N.png")) for d in ("ir", "ir_warp", "vi")}
+
+
+def test_register_and_fuse_matches_release(pipeline, golden, images):
+    out = pipeline.register_and_fuse(images["ir_warp"], images["vi"])
+    np.testing.assert_allclose(out["disp"], golden["disp"], rtol=0, atol=1e-4)
+    np.testing.assert_allclose(out["ir_reg"], golden["ir_reg"], rtol=0, atol=1e-3)
+    np.testing.assert_allclose(out["fused"], golden["reg_fused_rgb"], rtol=0, atol=1e-3)
+
+
+def test_fuse_matches_release(pipeline, golden, images):
+    out = pipeline.fuse(images["ir"], images["vi"])
+    np.testing.assert_allclose(out["fused"], golden["fused_rgb"], rtol=0, atol=1e-3)
