@@ -1,0 +1,408 @@
+"""The `superfusion` command: register, fuse, run (register then fuse) and convert.
+
+`main(argv)` parses the arguments and returns the exit status: 0 when every pair was written,
+1 when some pairs failed (each named with its reason in the closing summary), 2 for usage errors
+(found before any image is processed). JAX is imported only once the arguments are checked.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+from tqdm import tqdm
+
+from superfusion_jax.io.images import IMAGE_EXTENSIONS, ImageReadError, image_size, read_image
+from superfusion_jax.io.images import write_image as _write_png
+from superfusion_jax.io.pairs import ImagePair, PairListing, find_pairs
+from superfusion_jax.models.variants import VARIANTS
+from superfusion_jax.visualization import flow_to_color
+
+if TYPE_CHECKING:
+    from superfusion_jax.inference import Pipeline
+
+PROG = "superfusion"
+
+_DESCRIPTION = """\
+Register a misaligned infrared image onto a visible image, and fuse the two
+(SuperFusion, Tang et al. 2022, reimplemented in JAX/Flax).
+Run `superfusion COMMAND --help` for the inputs, outputs and options of a command."""
+
+_EXAMPLE = """\
+example (import the official weights once, then process two folders):
+  superfusion convert --from MSRS.pth --to checkpoints/msrs
+  superfusion run --ir data/ir --vi data/vi --out results --checkpoint checkpoints/msrs \\
+      --save-disp --save-flow-png"""
+
+_INPUTS = f"""\
+inputs:
+  --ir and --vi are either two image files (one pair, outputs named after the
+  visible file) or two folders, whose images are paired by file name without
+  extension (ir/00004N.png pairs with vi/00004N.jpg). Image types:
+  {", ".join(ext[1:] for ext in IMAGE_EXTENSIONS)}. Other files (e.g. Thumbs.db), hidden files and
+  sub-folders are skipped and listed; images without a partner are listed.
+  Pixel values: grey images are repeated to RGB and alpha is dropped; 8-bit
+  images are divided by 255; 16-bit (thermal camera) and floating-point images
+  are stretched per image by min-max to [0, 1] (the coldest pixel becomes 0,
+  the hottest 1), so absolute temperatures are not kept. The infrared and
+  visible image of a pair must have the same size."""
+
+_OUTPUTS = {
+    "ir_reg": "NAME_ir_reg.png  the infrared image warped onto the visible image (RGB)",
+    "fused": "NAME_fused.png   the fused image (RGB; colour from the visible image)",
+    "disp": """\
+NAME_disp.npy    with --save-disp: the displacement, float32 array (H, W, 2) in
+                   PIXELS, dx then dy: the registered infrared pixel at column x,
+                   row y was sampled from the input infrared at (x + dx, y + dy)""",
+    "flow": """\
+NAME_flow.png    with --save-flow-png: the displacement as colours (hue =
+                   direction, saturation = length scaled to the longest in that
+                   image, white = no displacement)""",
+}
+
+_CHECKS = """\
+model:
+  --checkpoint is a folder written by `superfusion convert` (or training). Without
+  it the command refuses to run, unless --allow-untrained is given: then the
+  weights are random and every output is meaningless (for trying the command).
+
+exit status:
+  0 every pair written; 1 some pairs failed (unreadable or truncated files,
+  sizes that differ) and the others were written, see the closing summary;
+  2 usage error (bad arguments, no checkpoint, --out not writable), nothing done.
+
+speed:
+  Pairs of one image size are batched (--batch-size) and the model is compiled
+  once per image size: the first pair of each size takes longer."""
+
+# command: (one-line summary, outputs it writes, Pipeline method it calls)
+_MODES = {
+    "register": (
+        "warp each infrared image onto its visible image",
+        ("ir_reg", "disp", "flow"),
+        "register",
+    ),
+    "fuse": ("fuse pairs that are already aligned", ("fused",), "fuse"),
+    "run": (
+        "register, then fuse the registered pair",
+        ("ir_reg", "fused", "disp", "flow"),
+        "register_and_fuse",
+    ),
+}
+
+_CONVERT_HELP = """\
+Import an official SuperFusion checkpoint (the PyTorch .pth of the release, with
+its 'DM' registration and 'FN' fusion networks) into a checkpoint folder for
+--checkpoint. The result is of variant 'faithful' (the release's behaviour).
+Reading .pth files needs PyTorch (pip install 'superfusion-jax[torch]').
+
+example:
+  superfusion convert --from MSRS.pth --to checkpoints/msrs"""
+
+_UNTRAINED_WARNING = (
+    f"{PROG}: WARNING: no --checkpoint: the network weights are random (untrained), "
+    "so every output is meaningless."
+)
+
+
+class UsageError(Exception):
+    """A problem with the command line or its paths, found before any pair is processed."""
+
+
+@dataclass
+class _Report:
+    """What happened to the pairs: names written, and (name, reason) for those that failed."""
+
+    written: list[str] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the `superfusion` command with `argv` (default: sys.argv[1:]); returns the exit code."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_request:  # --help, or argparse's usage error (code 2)
+        return 0 if exit_request.code is None else int(exit_request.code)
+    try:
+        return args.handler(args)
+    except UsageError as error:
+        print(f"{PROG} {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argparse parser of `superfusion` and its subcommands."""
+    formatter = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(
+        prog=PROG, description=_DESCRIPTION, epilog=_EXAMPLE, formatter_class=formatter
+    )
+    commands = parser.add_subparsers(
+        title="commands", dest="command", metavar="COMMAND", required=True
+    )
+    for mode, (summary, outputs, _) in _MODES.items():
+        listing = "\n".join(f"  {_OUTPUTS[key]}" for key in outputs)
+        sub = commands.add_parser(
+            mode,
+            help=summary,
+            description=f"{summary[0].upper()}{summary[1:]}.\n\n{_INPUTS}",
+            epilog=f"outputs in --out (NAME = pair name):\n{listing}\n\n{_CHECKS}\n\n"
+            f"example:\n  superfusion {mode} --ir data/ir --vi data/vi --out results "
+            "--checkpoint checkpoints/msrs",
+            formatter_class=formatter,
+        )
+        _add_processing_arguments(sub, registers="disp" in outputs)
+        sub.set_defaults(handler=_process)
+    convert = commands.add_parser(
+        "convert",
+        help="import an official .pth checkpoint",
+        description=_CONVERT_HELP,
+        formatter_class=formatter,
+    )
+    convert.add_argument("--from", dest="src", required=True, metavar="SRC", help="official .pth")
+    convert.add_argument("--to", dest="dst", required=True, metavar="DST", help="new folder")
+    convert.set_defaults(handler=_convert)
+    return parser
+
+
+def _add_processing_arguments(sub: argparse.ArgumentParser, registers: bool) -> None:
+    sub.add_argument("--ir", required=True, type=Path, help="infrared image file or folder")
+    sub.add_argument("--vi", required=True, type=Path, help="visible image file or folder")
+    sub.add_argument("--out", required=True, type=Path, help="output folder (created)")
+    sub.add_argument("--checkpoint", type=Path, help="checkpoint folder (see `convert`)")
+    sub.add_argument(
+        "--allow-untrained",
+        action="store_true",
+        help="run without --checkpoint on random weights (outputs are meaningless)",
+    )
+    sub.add_argument(
+        "--variant",
+        choices=VARIANTS,
+        help="faithful: behave like the official release, quirks included; corrected: with its "
+        "quirks fixed. Default: the checkpoint's variant ('faithful' without a checkpoint)",
+    )
+    sub.add_argument(
+        "--allow-variant-mismatch",
+        action="store_true",
+        help="run a checkpoint with a --variant other than the one it was trained as",
+    )
+    sub.add_argument(
+        "--batch-size",
+        type=_positive_int,
+        default=1,
+        metavar="N",
+        help="pairs of one image size processed together (default 1; larger helps on a GPU)",
+    )
+    if registers:
+        sub.add_argument("--save-disp", action="store_true", help="also write NAME_disp.npy")
+        sub.add_argument("--save-flow-png", action="store_true", help="also write NAME_flow.png")
+    else:
+        sub.set_defaults(save_disp=False, save_flow_png=False)
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _convert(args: argparse.Namespace) -> int:
+    from superfusion_jax.convert.official import convert
+
+    try:
+        convert(args.src, args.dst)
+    except (FileNotFoundError, FileExistsError, ValueError, ImportError) as error:
+        raise UsageError(str(error)) from error
+    print(f"{PROG} convert: wrote checkpoint {args.dst} (variant faithful) from {args.src}")
+    return 0
+
+
+def _process(args: argparse.Namespace) -> int:
+    """register / fuse / run over the pairs named by --ir and --vi."""
+    if args.checkpoint is None and not args.allow_untrained:
+        raise UsageError(
+            "no --checkpoint given. Import official weights with `superfusion convert --from "
+            "FILE.pth --to DIR` and pass --checkpoint DIR, or pass --allow-untrained to try the "
+            "command on random weights (meaningless outputs)."
+        )
+    listing = _list_pairs(args.ir, args.vi)
+    _prepare_output(args.out)
+    pipeline = _load_pipeline(args)
+    report = _Report()
+    with tqdm(total=len(listing.pairs), unit="pair", desc=args.command, disable=None) as bar:
+        for batch, padded_size in _batches(listing.pairs, args.batch_size, report, bar):
+            _process_batch(pipeline, args, batch, padded_size, report)
+            bar.update(len(batch))
+            bar.set_postfix(failed=len(report.failed))
+    _print_summary(args, listing, report)
+    return 1 if report.failed else 0
+
+
+def _list_pairs(ir: Path, vi: Path) -> PairListing:
+    try:
+        listing = find_pairs(ir, vi)
+    except (FileNotFoundError, ValueError) as error:
+        raise UsageError(str(error)) from error
+    for path, reason in listing.skipped:
+        print(f"{PROG}: skipped {path}: {reason}", file=sys.stderr)
+    for path in listing.ir_without_vi:
+        print(f"{PROG}: no visible partner in {vi} for {path}", file=sys.stderr)
+    for path in listing.vi_without_ir:
+        print(f"{PROG}: no infrared partner in {ir} for {path}", file=sys.stderr)
+    if not listing.pairs:
+        raise UsageError(f"no infrared-visible pairs found in {ir} and {vi}")
+    return listing
+
+
+def _prepare_output(out: Path) -> None:
+    """Create --out and check that a file can be written in it."""
+    probe = out / f".{PROG}-write-test"
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as error:
+        raise UsageError(f"cannot write to the output folder {out}: {error}") from error
+
+
+def _load_pipeline(args: argparse.Namespace) -> Pipeline:
+    from superfusion_jax.inference import Pipeline
+
+    if args.checkpoint is None:
+        print(_UNTRAINED_WARNING, file=sys.stderr)
+        return Pipeline.untrained(variant=args.variant or "faithful")
+    try:
+        pipeline = Pipeline.from_checkpoint(args.checkpoint)
+    except (FileNotFoundError, ValueError) as error:
+        raise UsageError(str(error)) from error
+    if args.variant is None or args.variant == pipeline.variant:
+        return pipeline
+    if not args.allow_variant_mismatch:
+        raise UsageError(
+            f"{args.checkpoint} holds '{pipeline.variant}' weights; running them as "
+            f"--variant {args.variant} changes what they compute. Leave --variant out, or add "
+            "--allow-variant-mismatch to do it anyway."
+        )
+    print(
+        f"{PROG}: WARNING: running '{pipeline.variant}' weights as variant '{args.variant}'",
+        file=sys.stderr,
+    )
+    return Pipeline(pipeline.variables, args.variant)
+
+
+def _batches(
+    pairs: list[ImagePair], batch_size: int, report: _Report, bar: tqdm
+) -> Iterator[tuple[list[ImagePair], int]]:
+    """Pairs grouped by image size (read from headers), in batches of at most `batch_size`.
+
+    Yields (batch, padded size): every batch of one image size is to be filled up to the same
+    padded size, min(batch_size, pairs of that size), so each size is compiled once.
+    Pairs whose files cannot be read or whose two images differ in size are recorded as failed
+    in `report` (and counted on `bar`) instead.
+    """
+    by_size: dict[tuple[int, int], list[ImagePair]] = {}
+    for pair in pairs:
+        try:
+            ir_size, vi_size = image_size(pair.ir), image_size(pair.vi)
+        except ImageReadError as error:
+            _fail(report, bar, [pair], str(error))
+            continue
+        if ir_size != vi_size:
+            _fail(
+                report,
+                bar,
+                [pair],
+                f"size mismatch: {pair.ir} is {ir_size[0]}x{ir_size[1]} (HxW) but {pair.vi} is "
+                f"{vi_size[0]}x{vi_size[1]}",
+            )
+            continue
+        by_size.setdefault(ir_size, []).append(pair)
+    for group in by_size.values():
+        padded_size = min(batch_size, len(group))
+        for start in range(0, len(group), padded_size):
+            yield group[start : start + padded_size], padded_size
+
+
+def _fail(report: _Report, bar: tqdm, pairs: list[ImagePair], reason: str) -> None:
+    report.failed.extend((pair.name, reason) for pair in pairs)
+    bar.update(len(pairs))
+    bar.set_postfix(failed=len(report.failed))
+
+
+def _process_batch(
+    pipeline: Pipeline,
+    args: argparse.Namespace,
+    batch: list[ImagePair],
+    padded_size: int,
+    report: _Report,
+) -> None:
+    """Read, run the model on and write one batch of same-size pairs; failures go to `report`.
+
+    The images are filled up to `padded_size` by repeating the last readable pair (a short last
+    batch, or unreadable files), so that every call for one image size has the same shape.
+    """
+    readable, irs, vis = [], [], []
+    for pair in batch:
+        try:
+            ir, vi = read_image(pair.ir), read_image(pair.vi)
+        except ImageReadError as error:
+            report.failed.append((pair.name, str(error)))
+            continue
+        readable.append(pair)
+        irs.append(ir)
+        vis.append(vi)
+    if not readable:
+        return
+    filler = padded_size - len(readable)
+    ir_batch = np.stack(irs + irs[-1:] * filler)
+    vi_batch = np.stack(vis + vis[-1:] * filler)
+    method = getattr(pipeline, _MODES[args.command][2])
+    try:
+        outputs = method(ir_batch, vi_batch)
+        if "disp" in outputs:
+            outputs["disp_px"] = pipeline.disp_to_pixels(outputs["disp"])
+    except (ValueError, RuntimeError, MemoryError) as error:
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
+        report.failed.extend((pair.name, f"model failed: {first_line}") for pair in readable)
+        return
+    for index, pair in enumerate(readable):
+        try:
+            _write_outputs(args, pair.name, {key: value[index] for key, value in outputs.items()})
+        except OSError as error:
+            report.failed.append((pair.name, f"cannot write outputs: {error}"))
+        else:
+            report.written.append(pair.name)
+
+
+def _write_outputs(args: argparse.Namespace, name: str, outputs: dict[str, np.ndarray]) -> None:
+    """Write one pair's outputs: ir_reg/fused (H, W, 3) in [0, 1], disp_px (H, W, 2) pixels."""
+    out: Path = args.out
+    if "fused" in outputs:
+        _write_png(out / f"{name}_fused.png", outputs["fused"])
+    if "ir_reg" in outputs:
+        _write_png(out / f"{name}_ir_reg.png", outputs["ir_reg"])
+    if args.save_disp:
+        np.save(out / f"{name}_disp.npy", outputs["disp_px"].astype(np.float32))
+    if args.save_flow_png:
+        _write_png(out / f"{name}_flow.png", flow_to_color(outputs["disp_px"]) / 255.0)
+
+
+def _print_summary(args: argparse.Namespace, listing: PairListing, report: _Report) -> None:
+    unpaired = len(listing.ir_without_vi) + len(listing.vi_without_ir)
+    lines = [
+        f"{PROG} {args.command}: {len(report.written)} of {len(listing.pairs)} pairs written to "
+        f"{args.out}, {len(report.failed)} failed"
+        + (f", {unpaired} unpaired image(s) listed above" if unpaired else "")
+        + "."
+    ]
+    lines += [f"  failed {name}: {reason}" for name, reason in report.failed]
+    print("\n".join(lines))
