@@ -12,8 +12,9 @@ from collections.abc import Sequence
 import jax
 import jax.numpy as jnp
 
-from superfusion_jax.losses.ssim import ssim_loss, torch_abs, torch_clamp
+from superfusion_jax.losses.ssim import ssim_loss
 from superfusion_jax.ops.filters import spatial_gradient
+from superfusion_jax.ops.kinks import torch_abs, torch_clamp
 
 Array = jax.Array
 

@@ -15,9 +15,9 @@ import jax
 import jax.numpy as jnp
 
 from superfusion_jax.losses.fusion import fusion_loss_rf, second_derivatives
-from superfusion_jax.losses.ssim import torch_abs, torch_clamp
 from superfusion_jax.ops.color import rgb_to_ycbcr
 from superfusion_jax.ops.filters import gaussian_blur
+from superfusion_jax.ops.kinks import torch_abs, torch_clamp
 from superfusion_jax.ops.warp import base_grid, warp
 
 Array = jax.Array

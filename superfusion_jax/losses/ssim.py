@@ -2,8 +2,7 @@
 
 Local statistics use an 11x11 Gaussian window (sigma 1.5), applied per channel with zero padding
 (the release's grouped `F.conv2d(..., padding=5)`, i.e. a Gaussian blur with a 'constant' border).
-`torch_abs` and `torch_clamp`, used by all the release's losses, keep torch's derivatives at the
-kinks so that gradients match the release's autograd.
+The clamp keeps torch's derivative at its bounds (`ops.kinks`), as all the losses do.
 The loss is a *dissimilarity*: mean of clamp((1 - SSIM·mask) / 2, 0, 1), so masked-out pixels
 contribute 0.5 each, as in the release.
 """
@@ -14,6 +13,7 @@ import jax
 import jax.numpy as jnp
 
 from superfusion_jax.ops.filters import gaussian_blur
+from superfusion_jax.ops.kinks import torch_clamp
 
 Array = jax.Array
 
@@ -21,25 +21,6 @@ WINDOW_SIZE = 11
 WINDOW_SIGMA = 1.5
 C1 = 0.01**2
 C2 = 0.03**2
-
-
-def torch_abs(x: Array) -> Array:
-    """|x| whose derivative is sign(x), 0 at x = 0 (torch's; `jnp.abs` gives 1 there).
-
-    Matters where arguments are exactly zero, e.g. derivatives of the black borders of warps.
-    """
-    return x * jnp.sign(x)
-
-
-def torch_clamp(x: Array, lo: float | None = None, hi: float | None = None) -> Array:
-    """`jnp.clip` whose derivative is 1 on the closed interval [lo, hi] and 0 outside (torch's
-    `clamp`; `jnp.clip` gives 0.5 where x equals a bound)."""
-    inside = jnp.ones(x.shape, bool)
-    if lo is not None:
-        inside = inside & (x >= lo)
-    if hi is not None:
-        inside = inside & (x <= hi)
-    return jnp.where(inside, x, jax.lax.stop_gradient(jnp.clip(x, lo, hi)))
 
 
 def _window(x: Array, window_size: int) -> Array:

@@ -7,9 +7,11 @@ in-gamut colours by up to ~5e-4.
 import jax
 import jax.numpy as jnp
 
+from superfusion_jax.ops.kinks import torch_clamp
+
 
 def rgb_to_ycbcr(rgb: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """Split an RGB image into luma and chroma, each clamped to [0, 1].
+    """Split an RGB image into luma and chroma, each clamped to [0, 1] (torch clamp derivatives).
 
     Y = 0.299 R + 0.587 G + 0.114 B, Cb = 0.564 (B - Y) + 0.5, Cr = 0.713 (R - Y) + 0.5.
     Cb and Cr carry ``stop_gradient`` (the release detaches them).
@@ -24,7 +26,7 @@ def rgb_to_ycbcr(rgb: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
     y = 0.299 * r + 0.587 * g + 0.114 * b
     cr = (r - y) * 0.713 + 0.5
     cb = (b - y) * 0.564 + 0.5
-    y = jnp.clip(y, 0.0, 1.0)
+    y = torch_clamp(y, 0.0, 1.0)
     cb = jax.lax.stop_gradient(jnp.clip(cb, 0.0, 1.0))
     cr = jax.lax.stop_gradient(jnp.clip(cr, 0.0, 1.0))
     return y, cb, cr
@@ -49,4 +51,4 @@ def ycbcr_to_rgb(y: jax.Array, cb: jax.Array, cr: jax.Array) -> jax.Array:
     r = y + 1.403 * cr
     g = y - 0.714 * cr - 0.344 * cb
     b = y + 1.773 * cb
-    return jnp.clip(jnp.concatenate([r, g, b], axis=-1), 0.0, 1.0)
+    return torch_clamp(jnp.concatenate([r, g, b], axis=-1), 0.0, 1.0)

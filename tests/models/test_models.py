@@ -129,7 +129,7 @@ def test_gradients_match_finite_differences():
     """jax.grad through the whole model (registration, warp, RNN, fusion) is finite and agrees
     with a central difference along a random direction, in float64."""
     rng = np.random.default_rng()
-    with jax.experimental.enable_x64():
+    with jax.enable_x64(True):
         variables = jax.tree_util.tree_map(
             lambda v: jnp.asarray(v, jnp.float64) if jnp.issubdtype(v.dtype, jnp.floating) else v,
             _init("faithful", seed=int(rng.integers(1 << 30))),
