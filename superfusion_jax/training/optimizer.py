@@ -1,0 +1,119 @@
+"""The release's optimisers and learning-rate policy, as optax transformations.
+
+The release (model.py, train.py) keeps one `torch.optim.Adam(lr=1e-3, betas=(0.9, 0.999),
+weight_decay=1e-5)` per network (DenseMatcher `DM`, FusionNet `FN`) and, before each step,
+clips each network's gradients to a global norm of 5 (`clip_grad_norm_`). torch's Adam adds
+weight_decay · param to the gradient before the moments (L2 regularisation, not AdamW's
+decoupled decay). The learning rate follows the 'lambda' policy of `get_scheduler`
+(modules/modules.py), stepped once per epoch by `update_lr`.
+
+Parameters are the `params` collection of `SuperFusion`: {'dense_matcher': ..., 'fusion_net': ...}.
+The optimiser state is an `optax.PartitionState` whose `inner_states` maps each network name to
+its own state (Adam moments, counts), so one network can be left untouched (see
+`keep_subnetworks`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import jax
+import jax.numpy as jnp
+import optax
+
+NETWORKS = ("dense_matcher", "fusion_net")
+
+
+def _network_labels(params: dict) -> dict:
+    """Label every leaf of params with the name of its top-level network."""
+    return {name: jax.tree_util.tree_map(lambda _, n=name: n, sub) for name, sub in params.items()}
+
+
+def make_optimizer(
+    learning_rate: float | optax.Schedule,
+    *,
+    weight_decay: float = 1e-5,
+    clip_norm: float = 5.0,
+    b1: float = 0.9,
+    b2: float = 0.999,
+) -> optax.GradientTransformation:
+    """One Adam per network as the release: clip -> L2 decay -> Adam moments -> learning rate.
+
+    learning_rate: a constant or a schedule of the network's own update count (the count of
+    `scale_by_learning_rate`, which advances only when that network is updated).
+    Per network: gradients clipped to global norm `clip_norm` over that network only (optax's
+    clip multiplies by clip_norm / norm when norm > clip_norm; torch's by
+    clip_norm / (norm + 1e-6), a relative difference of 1e-6 / norm), then
+    g + weight_decay · param, then Adam (eps 1e-8 added to sqrt(v_hat), as torch).
+    Acts on params {'dense_matcher': ..., 'fusion_net': ...}; the state's `inner_states` is keyed
+    by those names.
+    """
+
+    def per_network() -> optax.GradientTransformation:
+        return optax.chain(
+            optax.clip_by_global_norm(clip_norm),
+            optax.add_decayed_weights(weight_decay),
+            optax.scale_by_adam(b1=b1, b2=b2, eps=1e-8),
+            optax.scale_by_learning_rate(learning_rate),
+        )
+
+    return optax.partition({name: per_network() for name in NETWORKS}, _network_labels)
+
+
+def release_schedule(
+    base_lr: float, steps_per_epoch: int, n_ep: int, n_ep_decay: int
+) -> optax.Schedule:
+    """The release's 'lambda' learning-rate policy as a function of the update count.
+
+    Update `count` belongs to epoch ep = count // steps_per_epoch, whose learning rate is
+    base_lr · (1 - max(0, ep - n_ep_decay) / (n_ep - n_ep_decay + 1)): constant until epoch
+    n_ep_decay, then linear towards 0 (never reached within the n_ep epochs; clamped at 0 after).
+    With n_ep_decay < 0 the release never steps its scheduler (`if opts.n_ep_decay > -1`), so
+    every update keeps epoch 0's factor, 1 - (0 - n_ep_decay) / (n_ep - n_ep_decay + 1).
+    Returns a schedule count -> learning rate (float32 scalar).
+    """
+    if steps_per_epoch < 1:
+        raise ValueError(f"steps_per_epoch must be >= 1, got {steps_per_epoch}")
+    if n_ep - n_ep_decay + 1 <= 0:
+        raise ValueError(f"n_ep ({n_ep}) must be >= n_ep_decay ({n_ep_decay})")
+    denominator = float(n_ep - n_ep_decay + 1)
+
+    def schedule(count: jax.Array) -> jax.Array:
+        if n_ep_decay < 0:
+            epoch = jnp.zeros((), jnp.int32)
+        else:
+            epoch = jnp.asarray(count, jnp.int32) // steps_per_epoch
+        factor = 1.0 - jnp.maximum(0, epoch - n_ep_decay).astype(jnp.float32) / denominator
+        return base_lr * jnp.maximum(factor, 0.0)
+
+    return schedule
+
+
+def keep_subnetworks(
+    old_opt_state: optax.OptState,
+    new_opt_state: optax.OptState,
+    old_params: dict,
+    new_params: dict,
+    frozen: Iterable[str],
+) -> tuple[dict, optax.OptState]:
+    """Undo an update for the `frozen` networks: their params and optimiser state stay old.
+
+    Needed because the L2 term and Adam's moments move a network even when its gradient is 0.
+    With frozen networks the states must come from `make_optimizer` (an
+    `optax.PartitionState`); with none, any optimiser's do. Returns
+    (params, opt_state) with the frozen networks' entries taken from the old ones.
+    """
+    frozen = tuple(frozen)
+    if not frozen:
+        return new_params, new_opt_state
+    if not isinstance(new_opt_state, optax.PartitionState):
+        raise TypeError(
+            f"expected the state of `make_optimizer` (optax.PartitionState), got "
+            f"{type(new_opt_state).__name__}"
+        )
+    params = {k: (old_params[k] if k in frozen else v) for k, v in new_params.items()}
+    inner = {
+        k: (old_opt_state.inner_states[k] if k in frozen else v)
+        for k, v in new_opt_state.inner_states.items()
+    }
+    return params, optax.PartitionState(inner)

@@ -1,0 +1,284 @@
+"""Training steps of the two stages of the release (model.py `update_RF`, `update_FS`).
+
+Stage RF (registration + fusion) trains both networks on synthetically misaligned pairs
+(`train_forward_RF` + `backward_RF`); stage FS (fusion + semantics) trains FusionNet alone on
+aligned pairs (`train_forward_FS` + `backward_FS`, semantic weight 0 in the release).
+
+Batches are dicts of NHWC float32 arrays in [0, 1]: `ir`, `vi` (B, H, W, 3) aligned (the infrared
+image as grey repeated three times); stage RF adds `ir_warp`, `vi_warp` (B, H, W, 3), both warped
+by one ground-truth field per example, and `disp` (B, H, W, 2), that field in the release's
+normalised units (align_corners=True base grid, see `data.misalign`), whatever the variant.
+
+Every function is pure. Jit a step with its keyword arguments bound, e.g.
+`jax.jit(functools.partial(rf_step, variant='faithful', optimizer=tx), donate_argnums=0)`
+(or `training.mesh.jit_step` for several devices).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from superfusion_jax.data.misalign import misalign_pair
+from superfusion_jax.losses.fusion import fs_losses
+from superfusion_jax.losses.registration import rf_losses, valid_masks
+from superfusion_jax.models.superfusion import SuperFusion
+from superfusion_jax.models.variants import quirks_for
+from superfusion_jax.ops.color import rgb_to_ycbcr, ycbcr_to_rgb
+from superfusion_jax.ops.warp import base_grid
+from superfusion_jax.training.optimizer import NETWORKS, keep_subnetworks
+from superfusion_jax.training.state import TrainState
+
+Array = jax.Array
+
+
+@dataclasses.dataclass(frozen=True)
+class MisalignConfig:
+    """Synthetic misalignment of stage RF (the release's `RegData`: randflow(img, 10, 0.1, 1)).
+
+    angle: maximum rotation in degrees, scaled by max(H, W) / 500; translation: maximum shift in
+    normalised units; ratio: weight of the elastic part; crop_size: None misaligns the batch as
+    given; an int misaligns the full frames and then crops crop_size x crop_size at a random
+    position, as the release does (so the warp's black borders mostly fall outside the crop).
+    """
+
+    angle: float = 10.0
+    translation: float = 0.1
+    ratio: float = 1.0
+    crop_size: int | None = None
+
+
+def misalign_batch(
+    rng: Array,
+    batch: dict,
+    *,
+    angle: float = 10.0,
+    translation: float = 0.1,
+    ratio: float = 1.0,
+    crop_size: int | None = None,
+) -> dict:
+    """Add the release's synthetic misalignment to a batch of aligned pairs.
+
+    rng: a typed PRNG key; example i uses fold_in(rng, i) (i = index in the global batch, so the
+    result does not depend on how the batch is sharded). batch: `ir`, `vi` (B, H, W, 3) aligned;
+    other entries are passed through unchanged (never cropped). Returns the batch with
+    `ir_warp`, `vi_warp` (B, h, w, 3) and the ground truth `disp` (B, h, w, 2) (normalised units,
+    align_corners=True base grid) added, where (h, w) = (H, W), or (crop_size, crop_size) when
+    given: then `ir` and `vi` are replaced by their crops too.
+    """
+    keys = jax.vmap(lambda i: jax.random.fold_in(rng, i))(jnp.arange(batch["ir"].shape[0]))
+
+    def one(key: Array, ir: Array, vi: Array):
+        return misalign_pair(key, ir, vi, angle, translation, ratio, crop_size=crop_size)
+
+    pair = jax.vmap(one)(keys, batch["ir"], batch["vi"])
+    return {
+        **batch,
+        "ir": pair.ir,
+        "vi": pair.vi,
+        "ir_warp": pair.ir_warp,
+        "vi_warp": pair.vi_warp,
+        "disp": pair.disp,
+    }
+
+
+def release_disp_to_variant(disp: Array, variant: str) -> Array:
+    """Ground truth (N, H, W, 2) on the release's align_corners=True base grid -> the same
+    sampling positions relative to `variant`'s base grid (unchanged for 'faithful')."""
+    if quirks_for(variant).align_corners_base_grid:
+        return disp
+    h, w = disp.shape[1:3]
+    return disp + base_grid(h, w, True) - base_grid(h, w, False)
+
+
+def _rf_forward(model: SuperFusion, ir: Array, vi: Array, ir_warp: Array, vi_warp: Array) -> dict:
+    """`train_forward_RF` inside `model.apply`: the outputs `rf_losses` needs (see there)."""
+    b = ir.shape[0]
+    ir_stack = jnp.concatenate([ir_warp, ir])  # pair 1 = (ir_warp, vi), pair 2 = (ir, vi_warp)
+    vi_stack = jnp.concatenate([vi, vi_warp])
+    disp = model.dense_matcher(ir_stack, vi_stack, "bi", train=True)
+    warped = model.warp(
+        jnp.concatenate([ir_stack, vi_stack]), jnp.concatenate([disp["ir2vis"], disp["vis2ir"]])
+    )
+    ir_reg, ir_warp_fake, vi_warp_fake, vi_reg = jnp.split(warped, 4)
+    ir_y, ir_reg_y = ir[..., :1], ir_reg[..., :1]
+    vi_y, vi_reg_y = rgb_to_ycbcr(vi)[0], rgb_to_ycbcr(vi_reg)[0]
+    fused = model.fusion_net(jnp.concatenate([ir_y, ir_reg_y]), jnp.concatenate([vi_reg_y, vi_y]))
+    return {
+        "ir_reg": ir_reg,
+        "vi_reg": vi_reg,
+        "ir_warp_fake": ir_warp_fake,
+        "vi_warp_fake": vi_warp_fake,
+        "fused_1": fused[:b],
+        "fused_2": fused[b:],
+        "disp_vis2ir_1": disp["vis2ir"][:b],
+        "disp_ir2vis_2": disp["ir2vis"][b:],
+        "disp_down2": disp["down2"],
+        "disp_down4": disp["down4"],
+        "disp_down8": disp["down8"],
+    }
+
+
+def rf_loss_fn(
+    params: dict, batch_stats: dict, batch: dict, *, variant: str
+) -> tuple[Array, tuple[dict, dict]]:
+    """Stage-RF loss of the release (`train_forward_RF` + `backward_RF`), networks in train mode.
+
+    params, batch_stats: SuperFusion variables; batch: `ir`, `vi`, `ir_warp`, `vi_warp`
+    (B, H, W, 3) and `disp` (B, H, W, 2) (H, W > 45 for the smoothness windows). The DenseMatcher
+    sees the stacked pairs [(ir_warp, vi); (ir, vi_warp)] in both directions; BatchNorm uses batch
+    statistics and updates its running statistics (twice: once per direction).
+    Returns (loss_total, (terms of `rf_losses`, new batch_stats)).
+    """
+    model = SuperFusion(variant)
+    out, updated = model.apply(
+        {"params": params, "batch_stats": batch_stats},
+        batch["ir"],
+        batch["vi"],
+        batch["ir_warp"],
+        batch["vi_warp"],
+        method=_rf_forward,
+        mutable=["batch_stats"],
+    )
+    disp_gt = release_disp_to_variant(batch["disp"], variant)
+    goodmask, goodmask_inverse = valid_masks(
+        disp_gt, align_corners_grid=quirks_for(variant).align_corners_base_grid
+    )
+    terms = rf_losses(
+        ir=batch["ir"],
+        vi=batch["vi"],
+        ir_warp=batch["ir_warp"],
+        vi_warp=batch["vi_warp"],
+        disp_gt=disp_gt,
+        goodmask=goodmask,
+        goodmask_inverse=goodmask_inverse,
+        **out,
+    )
+    return terms["loss_total"], (terms, updated["batch_stats"])
+
+
+def _apply_gradients(
+    state: TrainState,
+    grads: dict,
+    batch_stats: dict,
+    terms: dict,
+    optimizer: optax.GradientTransformation,
+    trained: Iterable[str],
+) -> tuple[TrainState, dict]:
+    """One optimiser update of the `trained` networks, or none if anything is not finite.
+
+    grads: full params-shaped gradients (zeros for untrained networks). Metrics: `terms`, the
+    global gradient norm of each trained network before clipping (`grad_norm_<network>`) and
+    `nonfinite`; when it is True the input state is returned unchanged.
+    """
+    trained = tuple(trained)
+    norms = {f"grad_norm_{name}": optax.global_norm(grads[name]) for name in trained}
+    checked = [*terms.values(), *norms.values()]
+    nonfinite = jnp.logical_not(jnp.all(jnp.stack([jnp.all(jnp.isfinite(v)) for v in checked])))
+    updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    frozen = [name for name in NETWORKS if name not in trained]
+    params, opt_state = keep_subnetworks(state.opt_state, opt_state, state.params, params, frozen)
+    new_state = state.replace(
+        step=state.step + 1, params=params, batch_stats=batch_stats, opt_state=opt_state
+    )
+    new_state = jax.tree_util.tree_map(
+        lambda old, new: jnp.where(nonfinite, old, new), state, new_state
+    )
+    return new_state, {**terms, **norms, "nonfinite": nonfinite}
+
+
+def rf_step_on_warped(
+    state: TrainState, batch: dict, *, variant: str, optimizer: optax.GradientTransformation
+) -> tuple[TrainState, dict]:
+    """One stage-RF update (`update_RF`) on a batch that already holds `ir_warp`, `vi_warp` and
+    `disp` (see `rf_loss_fn`): both networks, each with its own clipped Adam.
+
+    Returns (new state, metrics): every `rf_losses` term, `grad_norm_dense_matcher`,
+    `grad_norm_fusion_net` (before clipping) and `nonfinite` (then the state is returned as is).
+    """
+    grad_fn = jax.value_and_grad(rf_loss_fn, has_aux=True)
+    (_, (terms, batch_stats)), grads = grad_fn(
+        state.params, state.batch_stats, batch, variant=variant
+    )
+    return _apply_gradients(state, grads, batch_stats, terms, optimizer, NETWORKS)
+
+
+def rf_step(
+    state: TrainState,
+    batch: dict,
+    *,
+    variant: str,
+    optimizer: optax.GradientTransformation,
+    misalign: MisalignConfig = MisalignConfig(),
+) -> tuple[TrainState, dict]:
+    """One stage-RF update on aligned pairs `ir`, `vi` (B, H, W, 3): misalign them with the key
+    fold_in(state.rng, state.step) (`misalign_batch`), then `rf_step_on_warped`."""
+    key = jax.random.fold_in(state.rng_key(), state.step)
+    batch = misalign_batch(
+        key,
+        batch,
+        angle=misalign.angle,
+        translation=misalign.translation,
+        ratio=misalign.ratio,
+        crop_size=misalign.crop_size,
+    )
+    return rf_step_on_warped(state, batch, variant=variant, optimizer=optimizer)
+
+
+def fs_forward(params: dict, batch: dict, *, variant: str) -> dict:
+    """`train_forward_FS`: fuse the luminance of aligned pairs.
+
+    batch: `ir`, `vi` (B, H, W, 3). Returns `ir_y` (the infrared image's first channel), `vi_y`,
+    `fused_y` (B, H, W, 1) and `fused_rgb` (B, H, W, 3) (fused Y with the visible chroma), all in
+    [0, 1]; `fused_rgb` is what the release's semantic loss segments.
+    """
+    vi_y, vi_cb, vi_cr = rgb_to_ycbcr(batch["vi"])
+    ir_y = batch["ir"][..., :1]
+    fused_y = SuperFusion(variant).apply(
+        {"params": params}, ir_y, vi_y, method=lambda m, a, b: m.fusion_net(a, b)
+    )
+    return {
+        "ir_y": ir_y,
+        "vi_y": vi_y,
+        "fused_y": fused_y,
+        "fused_rgb": ycbcr_to_rgb(fused_y, vi_cb, vi_cr),
+    }
+
+
+def fs_loss_fn(params: dict, batch: dict, *, variant: str) -> tuple[Array, dict]:
+    """Stage-FS loss of the release without its semantic term (`backward_FS`, released weight 0).
+
+    params: SuperFusion params (only 'fusion_net' is used); batch: `ir`, `vi` (B, H, W, 3).
+    Returns (loss_total = 10 · loss_fus, terms of `fs_losses`: loss_intensity, loss_ssim,
+    loss_grad, loss_fus, loss_total). A semantic term belongs here: add its weighted value to
+    loss_total and its terms to the dict, computed from `fs_forward`'s `fused_rgb`.
+    """
+    out = fs_forward(params, batch, variant=variant)
+    terms = fs_losses(out["ir_y"], out["vi_y"], out["fused_y"])
+    return terms["loss_total"], terms
+
+
+def fs_step(
+    state: TrainState, batch: dict, *, variant: str, optimizer: optax.GradientTransformation
+) -> tuple[TrainState, dict]:
+    """One stage-FS update (`update_FS`): FusionNet only; the DenseMatcher's params, its optimiser
+    state and the BatchNorm statistics are untouched.
+
+    batch: `ir`, `vi` (B, H, W, 3) aligned. Returns (new state, metrics): the `fs_loss_fn`
+    terms, `grad_norm_fusion_net` (before clipping) and `nonfinite`.
+    """
+
+    def loss(fusion_params: dict) -> tuple[Array, dict]:
+        return fs_loss_fn({**state.params, "fusion_net": fusion_params}, batch, variant=variant)
+
+    (_, terms), fusion_grads = jax.value_and_grad(loss, has_aux=True)(state.params["fusion_net"])
+    grads = {
+        **jax.tree_util.tree_map(jnp.zeros_like, state.params),
+        "fusion_net": fusion_grads,
+    }
+    return _apply_gradients(state, grads, state.batch_stats, terms, optimizer, ("fusion_net",))
