@@ -1,8 +1,8 @@
 """Inference API: a SuperFusion model with its variables, jit-compiled once per input shape.
 
-    pipe = Pipeline.from_checkpoint("ckpt/")      # or Pipeline.untrained()
-    out = pipe.register_and_fuse(ir, vi)          # ir, vi: (N, H, W, 3) float32 RGB in [0, 1]
-    out["fused"], out["ir_reg"], out["disp"]      # numpy; disp (N, H, W, 2) normalised units
+pipe = Pipeline.from_checkpoint("ckpt/")      # or Pipeline.untrained()
+out = pipe.register_and_fuse(ir, vi)          # ir, vi: (N, H, W, 3) float32 RGB in [0, 1]
+out["fused"], out["ir_reg"], out["disp"]      # numpy; disp (N, H, W, 2) normalised units
 """
 
 from __future__ import annotations

@@ -28,10 +28,7 @@ def import_official(networks: dict[str, dict[str, np.ndarray]], source: str) -> 
     Every official key must map onto a Flax variable of the right shape and every Flax variable
     must be filled; otherwise a ValueError lists the unknown, misshaped and missing keys.
     """
-    template = {
-        col: traverse_util.flatten_dict(tree)
-        for col, tree in variable_shapes().items()
-    }
+    template = {col: traverse_util.flatten_dict(tree) for col, tree in variable_shapes().items()}
     filled: dict[str, dict] = {col: {} for col in template}
     rnn_rows: dict[tuple, dict[int, np.ndarray]] = {}
     unknown, misshaped = [], []
@@ -64,8 +61,11 @@ def import_official(networks: dict[str, dict[str, np.ndarray]], source: str) -> 
     ]
     if unknown or misshaped or missing:
         parts = [f"{source} does not match the SuperFusion architecture:"]
-        for title, items in (("unknown keys", unknown), ("misshaped", misshaped),
-                             ("missing (no official key filled them)", missing)):
+        for title, items in (
+            ("unknown keys", unknown),
+            ("misshaped", misshaped),
+            ("missing (no official key filled them)", missing),
+        ):
             if items:
                 parts.append(f"  {title} ({len(items)}): " + "; ".join(sorted(items)))
         raise ValueError("\n".join(parts))

@@ -88,6 +88,7 @@ class FusionNet(nn.Module):
         x = f_ir * mask + f_vi * (1.0 - mask)
         decoder = (*ENCODER_CHANNELS[-2::-1], 1)
         for i, c in enumerate(decoder):
-            x = ConvAct(c, activation="tanh" if i == len(decoder) - 1 else "lrelu",
-                        name=f"decoder_{i}")(x)
+            x = ConvAct(
+                c, activation="tanh" if i == len(decoder) - 1 else "lrelu", name=f"decoder_{i}"
+            )(x)
         return (x + 1.0) / 2.0

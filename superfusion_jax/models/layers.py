@@ -17,6 +17,7 @@ import numpy as np
 
 Array = jax.Array
 
+
 def _host_draw(key: Array, shape: tuple[int, ...], dtype, draw: Callable) -> Array:
     """Random values drawn by numpy on the host, seeded from a JAX key.
 

@@ -53,9 +53,7 @@ def test_values_land_where_expected(official, imported):
         np.testing.assert_array_equal(rnn["bias"][row], bias)
     n_official = sum(v.numel() for sd in (official["DM"], official["FN"]) for v in sd.values())
     n_flax = sum(
-        np.size(v)
-        for col in imported.values()
-        for v in traverse_util.flatten_dict(col).values()
+        np.size(v) for col in imported.values() for v in traverse_util.flatten_dict(col).values()
     )
     assert n_official == n_flax
 
