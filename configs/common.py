@@ -1,0 +1,107 @@
+"""Defaults shared by the training configs (`get_base_config`); see docs/training.md.
+
+Every field can be overridden on the command line, e.g. `--config.batch_size=8`.
+Sizes are in pixels, steps count optimiser updates, batch sizes are global (all hosts).
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+
+def get_base_config() -> ml_collections.ConfigDict:
+    """The release's stage-RF recipe on MSRS (train.py / options.py of the official code)."""
+    config = ml_collections.ConfigDict()
+    # 'RF' (registration + fusion, both networks) or 'FS' (fusion only, aligned pairs).
+    config.stage = "RF"
+    # 'faithful' (the release's quirks) or 'corrected' (see models/variants.py).
+    config.variant = "faithful"
+    config.seed = 0
+    # Global batch size: split evenly over the hosts, then over the devices of each host.
+    config.batch_size = 16
+    # Side of the square crops the network is trained on.
+    config.crop_size = 256
+    # Optimiser updates; -1 trains for n_ep epochs (n_ep * steps_per_epoch updates).
+    config.num_steps = -1
+
+    # One Adam per network (DenseMatcher, FusionNet) as the release: learning rate, L2 weight
+    # decay added to the gradient, gradient clipping to a global norm per network.
+    config.learning_rate = 1e-3
+    config.weight_decay = 1e-5
+    config.clip_norm = 5.0
+    # Learning rate constant for n_ep_decay epochs, then decaying linearly toward 0 at n_ep
+    # (the release's 'lambda' policy; n_ep_decay = -1: no decay).
+    config.n_ep = 2000
+    config.n_ep_decay = 1600
+    # Updates per epoch; -1: number of training pairs // batch_size (at least 1).
+    config.steps_per_epoch = -1
+
+    # Stage RF's synthetic misalignment (the release's RegData: randflow(angle 10, translation
+    # 0.1, elastic ratio 1)), drawn on a frame_size x frame_size crop, which is then cropped to
+    # crop_size at a random position so that the warp's black borders mostly fall outside.
+    # frame_size -1 means crop_size (no second crop). The release warps the whole image; our
+    # batches need one size, hence the fixed frame.
+    config.misalign = ml_collections.ConfigDict(
+        {"angle": 10.0, "translation": 0.1, "ratio": 1.0, "frame_size": 320}
+    )
+
+    # Training pairs. source: 'tfds' (a prepared TFDS builder: tfds_name 'msrs' or 'roadscene',
+    # split, data_dir, manual_dir = a local copy to prepare from; '' downloads it), 'folder'
+    # (aligned pairs in ir_dir / vi_dir, optional label_dir) or 'synthetic' (procedural scenes:
+    # synthetic_pairs scenes of synthetic_size x synthetic_size, synthetic_seed).
+    config.data = ml_collections.ConfigDict(
+        {
+            "source": "tfds",
+            "tfds_name": "msrs",
+            "split": "train",
+            "data_dir": "~/tensorflow_datasets",
+            "manual_dir": "",
+            "ir_dir": "",
+            "vi_dir": "",
+            "label_dir": "",
+            "synthetic_pairs": 1000,
+            "synthetic_size": 320,
+            "synthetic_seed": 0,
+            # grain: worker processes (0 = in this process) and reading threads.
+            "worker_count": 0,
+            "read_threads": 4,
+        }
+    )
+
+    # Held-out evaluation (registration EPE and the image log): the first num_pairs pairs of
+    # the source below, misaligned once with fixed seeds (see training/evaluation.py). Same
+    # fields as `data`; tfds_name, data_dir and manual_dir follow `data` unless overridden.
+    # RoadScene has no test split: use source 'folder' (other pairs) or 'synthetic' with it.
+    config.eval = ml_collections.ConfigDict(
+        {
+            "source": "tfds",
+            "tfds_name": config.data.get_ref("tfds_name"),
+            "split": "test",
+            "data_dir": config.data.get_ref("data_dir"),
+            "manual_dir": config.data.get_ref("manual_dir"),
+            "ir_dir": "",
+            "vi_dir": "",
+            "label_dir": "",
+            "synthetic_pairs": 16,
+            "synthetic_size": 320,
+            "synthetic_seed": 1_000_003,
+            "num_pairs": 16,
+            "batch_size": 4,
+            "seed": 0,
+        }
+    )
+
+    # Periods, in optimiser updates (0 = never; the last step always logs, evaluates, saves).
+    config.log_every = 50
+    config.image_every = 1000
+    config.eval_every = 1000
+    config.checkpoint_every = 1000
+    # Checkpoints kept in workdir/checkpoints.
+    config.keep = 3
+    # Start from these weights instead of a random initialisation (ignored when resuming):
+    # a superfusion-jax checkpoint folder (`superfusion convert` output, or a training run's
+    # WORKDIR/model) or an official .pth file.
+    config.init_checkpoint = ""
+    # TensorBoard files: 'auto' (when TensorFlow is installed), 'yes' or 'no'.
+    config.tensorboard = "auto"
+    return config

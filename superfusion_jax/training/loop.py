@@ -1,0 +1,394 @@
+"""The training loop: `train_and_evaluate(config, workdir)` (configs/*.py, train.py).
+
+One run, from top to bottom:
+1. the training pairs (`make_source(config.data)`) as a grain iterator of this host's share of
+   each global batch, and the held-out evaluation set (`config.eval`);
+2. the optimiser (the release's Adam per network, learning-rate policy by epochs) and the
+   jitted step of the stage (`rf_step` for 'RF', `fs_step` for 'FS'), data parallel over all
+   devices (`training.mesh`);
+3. the newest checkpoint in `workdir/checkpoints` if there is one (state and data position),
+   else a fresh state (from `config.init_checkpoint` if given);
+4. the loop, until `num_steps` updates: a progress bar (ETA, loss) on process 0; every
+   `log_every` updates the mean of each step metric since the last log (`train/...`) and the
+   learning rate; every `eval_every` the held-out registration error (`eval/epe_px` against
+   `eval/epe_identity_px`, stage RF; also before the first update); every `image_every` a
+   picture of the first held-out pair; every `checkpoint_every` a checkpoint and the exported
+   model (`workdir/model`). The last update does all of them.
+SIGTERM / SIGINT stop the loop at the next step boundary after saving a checkpoint. A step
+whose loss or gradient is not finite leaves the state as it was and stops the run with
+`NonFiniteLossError` naming the terms; no checkpoint is written for it.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import jax
+import ml_collections
+import numpy as np
+import optax
+from jax.experimental import multihost_utils
+from tqdm import tqdm
+
+from superfusion_jax.checkpoint import load_model
+from superfusion_jax.data.folders import PairedFolderSource
+from superfusion_jax.data.pipeline import make_train_iterator
+from superfusion_jax.data.synthetic import SyntheticPairs
+from superfusion_jax.models.variants import quirks_for
+from superfusion_jax.training import mesh as mesh_lib
+from superfusion_jax.training.checkpoints import (
+    RunCheckpoints,
+    StopSignal,
+    config_differences,
+    export_model,
+)
+from superfusion_jax.training.evaluation import (
+    HeldOutSet,
+    evaluate_registration,
+    make_held_out_set,
+    sample_images,
+)
+from superfusion_jax.training.optimizer import make_optimizer, release_schedule
+from superfusion_jax.training.state import TrainState, create_train_state
+from superfusion_jax.training.steps import MisalignConfig, fs_step, rf_step
+from superfusion_jax.training.writers import MetricAverager, make_writer
+
+logger = logging.getLogger(__name__)
+
+STAGES = ("RF", "FS")
+
+
+class NonFiniteLossError(FloatingPointError):
+    """A training step produced a non-finite loss or gradient; the run stopped before it."""
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -> TrainState:
+    """Train as `config` says, in `workdir` (created if needed; resumed if it has checkpoints).
+
+    Args:
+      config: a training config (configs/common.py documents every field).
+      workdir: the run's folder: checkpoints/, model (link), exports/, metrics.jsonl, images/.
+
+    Returns:
+      The final training state (after `num_steps` updates, or where a signal stopped the run).
+
+    Raises:
+      NonFiniteLossError: a step's loss or gradient was NaN/Inf (the newest checkpoint is the
+        last one saved before it).
+      ValueError: an invalid config value.
+    """
+    check_config(config)
+    workdir = Path(workdir).expanduser().absolute()
+    workdir.mkdir(parents=True, exist_ok=True)
+    stage, variant = config.stage, config.variant
+
+    source = make_source(config.data)
+    steps_per_epoch = config.steps_per_epoch
+    if steps_per_epoch <= 0:
+        steps_per_epoch = max(1, len(source) // config.batch_size)
+    num_steps = config.num_steps if config.num_steps > 0 else config.n_ep * steps_per_epoch
+    schedule = release_schedule(
+        config.learning_rate, steps_per_epoch, config.n_ep, config.n_ep_decay
+    )
+    optimizer = make_optimizer(
+        schedule, weight_decay=config.weight_decay, clip_norm=config.clip_norm
+    )
+
+    frame_size = _frame_size(config)
+    iterator = make_train_iterator(
+        source,
+        batch_size=config.batch_size,
+        crop_size=frame_size,
+        seed=config.seed,
+        shard_index=jax.process_index(),
+        shard_count=jax.process_count(),
+        worker_count=config.data.worker_count,
+        read_threads=config.data.read_threads,
+    )
+    mesh = mesh_lib.make_mesh()
+    train_step = mesh_lib.jit_step(_step_function(config, optimizer), mesh)
+
+    checkpoints = RunCheckpoints(workdir, keep=config.keep)
+    config_dict = config.to_dict()
+    state = _restore_or_create(config, checkpoints, iterator, optimizer, mesh)
+    start_step = int(state.step)
+
+    held_out = make_held_out_set(
+        make_source(config.eval),
+        num_pairs=config.eval.num_pairs,
+        crop_size=config.crop_size,
+        frame_size=frame_size,
+        seed=config.eval.seed,
+        misalign=_misalign_kwargs(config) if stage == "RF" else None,
+    )
+    writer = make_writer(
+        workdir, tensorboard={"auto": None, "yes": True, "no": False}[config.tensorboard]
+    )
+    if start_step == 0 and config.stage == "RF":
+        writer.write_scalars(0, _evaluate(state, held_out, config))
+    if start_step == 0:
+        writer.write_images(0, sample_images(_variables(state), held_out, variant=variant))
+    logger.info(
+        "training %s (%s) from step %d to %d; %d pairs, %d updates per epoch; workdir %s",
+        stage,
+        variant,
+        start_step,
+        num_steps,
+        len(source),
+        steps_per_epoch,
+        workdir,
+    )
+
+    averager = MetricAverager()
+    step = start_step
+    last_log = (time.perf_counter(), step)
+    progress = tqdm(
+        total=num_steps,
+        initial=start_step,
+        unit="step",
+        dynamic_ncols=True,
+        mininterval=1.0,
+        disable=jax.process_index() != 0,
+    )
+    try:
+        with StopSignal() as stop:
+            while step < num_steps:
+                batch = mesh_lib.shard_batch(next(iterator), mesh)
+                new_state, metrics = train_step(state, batch)
+                if bool(metrics["nonfinite"]):
+                    checkpoints.wait()
+                    raise NonFiniteLossError(
+                        nonfinite_message(metrics, step + 1, checkpoints.latest_step())
+                    )
+                state, step = new_state, step + 1
+                averager.update(metrics)
+                progress.update(1)
+                progress.set_postfix(loss=f"{float(metrics['loss_total']):.4g}", refresh=False)
+
+                last = step == num_steps
+                stopping = stop.should_stop()
+                if _due(step, config.log_every, last) or stopping:
+                    now = time.perf_counter()
+                    scalars = {f"train/{k}": v for k, v in averager.compute().items()}
+                    scalars["train/learning_rate"] = float(schedule(step - 1))
+                    scalars["train/steps_per_second"] = (step - last_log[1]) / (now - last_log[0])
+                    writer.write_scalars(step, scalars)
+                    averager.reset()
+                    last_log = (now, step)
+                if _due(step, config.eval_every, last) and stage == "RF":
+                    writer.write_scalars(step, _evaluate(state, held_out, config))
+                if _due(step, config.image_every, last):
+                    images = sample_images(_variables(state), held_out, variant=variant)
+                    writer.write_images(step, images)
+                if _due(step, config.checkpoint_every, last) or stopping:
+                    _save(checkpoints, workdir, state, iterator, config_dict, config)
+                    writer.flush()
+                if stopping:
+                    logger.warning(
+                        "stopped by a signal after step %d (checkpoint saved); run the same "
+                        "command again to continue",
+                        step,
+                    )
+                    break
+    finally:
+        progress.close()
+        checkpoints.close()
+        writer.close()
+    return state
+
+
+def make_source(spec: ml_collections.ConfigDict) -> Sequence[dict]:
+    """The random-access pairs `spec` (config.data or config.eval) names.
+
+    spec.source: 'synthetic' (`SyntheticPairs(synthetic_pairs, synthetic_size,
+    synthetic_size, synthetic_seed)`), 'folder' (`PairedFolderSource(ir_dir, vi_dir,
+    label_dir or None)`) or 'tfds' (builder `tfds_name` 'msrs' / 'roadscene' prepared in
+    data_dir from manual_dir ('' downloads), split `split`).
+    """
+    if spec.source == "synthetic":
+        size = spec.synthetic_size
+        return SyntheticPairs(spec.synthetic_pairs, size, size, spec.synthetic_seed)
+    if spec.source == "folder":
+        if not spec.ir_dir or not spec.vi_dir:
+            raise ValueError("source 'folder' needs ir_dir and vi_dir")
+        return PairedFolderSource(spec.ir_dir, spec.vi_dir, spec.label_dir or None)
+    if spec.source == "tfds":
+        from superfusion_jax.data import tfds_builders  # imports tensorflow_datasets
+
+        builders = {"msrs": tfds_builders.Msrs, "roadscene": tfds_builders.RoadScene}
+        if spec.tfds_name not in builders:
+            raise ValueError(f"unknown tfds_name {spec.tfds_name!r}; expected one of {builders}")
+        data_dir = Path(spec.data_dir).expanduser()
+        manual_dir = Path(spec.manual_dir).expanduser() if spec.manual_dir else None
+        # Process 0 prepares the dataset; the others then find it prepared.
+        if jax.process_index() == 0:
+            builder = tfds_builders.prepare_dataset(builders[spec.tfds_name], data_dir, manual_dir)
+        if jax.process_count() > 1:
+            multihost_utils.sync_global_devices("superfusion_tfds_prepared")
+        if jax.process_index() != 0:
+            builder = tfds_builders.prepare_dataset(builders[spec.tfds_name], data_dir, manual_dir)
+        return tfds_builders.TfdsPairSource(builder, spec.split)
+    raise ValueError(f"unknown data source {spec.source!r}; expected synthetic, folder or tfds")
+
+
+def check_config(config: ml_collections.ConfigDict) -> None:
+    """Raise ValueError naming the first config field with an invalid value."""
+    quirks_for(config.variant)
+    if config.stage not in STAGES:
+        raise ValueError(f"config.stage must be one of {STAGES}, got {config.stage!r}")
+    if config.get("semantic_weight", 0.0) != 0.0:
+        raise ValueError(
+            "config.semantic_weight is reserved: the semantic loss of stage FS is not "
+            "implemented yet (the release trains with weight 0.0, REFERENCE.md quirk 5)"
+        )
+    if config.batch_size % jax.process_count():
+        raise ValueError(
+            f"config.batch_size ({config.batch_size}) must be a multiple of the number of "
+            f"processes ({jax.process_count()})"
+        )
+    if config.tensorboard not in ("auto", "yes", "no"):
+        raise ValueError(f"config.tensorboard must be auto, yes or no, got {config.tensorboard!r}")
+    if config.keep < 1:
+        raise ValueError(f"config.keep must be at least 1, got {config.keep}")
+    if config.stage == "RF" and config.crop_size <= 45:
+        raise ValueError(
+            f"stage RF needs config.crop_size > 45 (loss windows), got {config.crop_size}"
+        )
+    if _frame_size(config) < config.crop_size:
+        raise ValueError("config.misalign.frame_size must be -1 or >= config.crop_size")
+
+
+def _frame_size(config: ml_collections.ConfigDict) -> int:
+    """Side of the crops the data pipeline makes (the misalignment frame in stage RF)."""
+    frame = config.misalign.frame_size if config.stage == "RF" else -1
+    return config.crop_size if frame <= 0 else frame
+
+
+def _step_function(config: ml_collections.ConfigDict, optimizer: optax.GradientTransformation):
+    """The stage's step `(state, batch) -> (state, metrics)`, its keyword arguments bound."""
+    if config.stage == "FS":
+        return functools.partial(fs_step, variant=config.variant, optimizer=optimizer)
+    frame_size = _frame_size(config)
+    misalign = MisalignConfig(
+        **_misalign_kwargs(config),
+        crop_size=config.crop_size if frame_size > config.crop_size else None,
+    )
+    return functools.partial(
+        rf_step, variant=config.variant, optimizer=optimizer, misalign=misalign
+    )
+
+
+def _misalign_kwargs(config: ml_collections.ConfigDict) -> dict:
+    m = config.misalign
+    return {"angle": m.angle, "translation": m.translation, "ratio": m.ratio}
+
+
+def _due(step: int, every: int, last: bool) -> bool:
+    return last or (every > 0 and step % every == 0)
+
+
+def _variables(state: TrainState) -> dict:
+    return {"params": state.params, "batch_stats": state.batch_stats}
+
+
+def _evaluate(state: TrainState, held_out: HeldOutSet, config: ml_collections.ConfigDict) -> dict:
+    """{'eval/epe_px', 'eval/epe_identity_px'} (stage RF)."""
+    result = evaluate_registration(
+        _variables(state), held_out, variant=config.variant, batch_size=config.eval.batch_size
+    )
+    return {f"eval/{name}": value for name, value in result.items()}
+
+
+def _restore_or_create(
+    config: ml_collections.ConfigDict,
+    checkpoints: RunCheckpoints,
+    iterator: object,
+    optimizer: optax.GradientTransformation,
+    mesh: jax.sharding.Mesh,
+) -> TrainState:
+    """The newest checkpoint's state (the iterator moved to its position), else a fresh one."""
+    create = functools.partial(
+        create_train_state, variant=config.variant, optimizer=optimizer, seed=config.seed
+    )
+    if checkpoints.latest_step() is not None:
+        rep = mesh_lib.replicated(mesh)
+        template = jax.tree_util.tree_map(
+            lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=rep), jax.eval_shape(create)
+        )
+        changed = config_differences(checkpoints.saved_config() or {}, config.to_dict())
+        if changed:
+            logger.warning("config changed since the last checkpoint: %s", "; ".join(changed))
+        try:
+            state = checkpoints.restore(template, iterator)
+        except ValueError as error:
+            raise ValueError(
+                f"cannot resume from {checkpoints.workdir}: {error}\nIt was probably saved "
+                "with another data order (seed, data source, number of processes) or model; "
+                "resume with the original config or start a new workdir."
+            ) from error
+        logger.info("resumed from the checkpoint of step %d", int(state.step))
+        return state
+    state = create(init_variables=load_init_variables(config.init_checkpoint, config.variant))
+    return mesh_lib.replicate(state, mesh)
+
+
+def load_init_variables(path: str, variant: str) -> dict | None:
+    """Variables to start from: '' -> None; a .pth file -> the official import; a folder ->
+    `superfusion_jax.checkpoint.load_model`. Warns when its variant is not `variant`."""
+    if not path:
+        return None
+    path = Path(path).expanduser()
+    if path.is_file():
+        from superfusion_jax.convert.official import load_official  # needs torch
+
+        variables, _ = load_official(path)
+        source_variant = "faithful"
+    else:
+        variables, meta = load_model(path)
+        source_variant = meta["variant"]
+    if source_variant != variant:
+        logger.warning(
+            "init_checkpoint %s holds '%s' weights; training them as '%s'",
+            path,
+            source_variant,
+            variant,
+        )
+    return {"params": variables["params"], "batch_stats": variables["batch_stats"]}
+
+
+def _save(
+    checkpoints: RunCheckpoints,
+    workdir: Path,
+    state: TrainState,
+    iterator: object,
+    config_dict: dict,
+    config: ml_collections.ConfigDict,
+) -> None:
+    checkpoints.save(state, iterator, config_dict)
+    metadata = {
+        "variant": config.variant,
+        "step": int(state.step),
+        "stage": config.stage,
+        "source": f"superfusion-jax training, {workdir}",
+    }
+    export_model(workdir, _variables(state), metadata)
+
+
+def nonfinite_message(metrics: dict, step: int, latest_checkpoint: int | None) -> str:
+    """The error of a non-finite update: names every metric (loss term, gradient norm) that is
+    NaN or Inf, the update's number and the checkpoint that remains the newest."""
+    values = {k: np.asarray(v) for k, v in metrics.items() if k != "nonfinite"}
+    bad = sorted(k for k, v in values.items() if not np.all(np.isfinite(v)))
+    kept = (
+        "no checkpoint yet"
+        if latest_checkpoint is None
+        else f"the newest checkpoint is step {latest_checkpoint}"
+    )
+    return (
+        f"non-finite values at update {step}: {', '.join(bad) or '(unnamed)'}; the update was "
+        f"not applied and training stopped ({kept})."
+    )
