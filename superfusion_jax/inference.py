@@ -1,6 +1,6 @@
 """Inference API: a SuperFusion model with its variables, jit-compiled once per input shape.
 
-pipe = Pipeline.from_checkpoint("ckpt/")      # or Pipeline.untrained()
+pipe = Pipeline.pretrained()                  # or .from_checkpoint("ckpt/"), .untrained()
 out = pipe.register_and_fuse(ir, vi)          # ir, vi: (N, H, W, 3) float32 RGB in [0, 1]
 out["fused"], out["ir_reg"], out["disp"]      # numpy; disp (N, H, W, 2) normalised units
 """
@@ -39,6 +39,14 @@ class Pipeline:
     def from_checkpoint(cls, path: str | Path) -> Pipeline:
         """Load a checkpoint folder written by `superfusion convert` or training."""
         variables, meta = load_model(path)
+        return cls(variables, meta["variant"])
+
+    @classmethod
+    def pretrained(cls, name: str | None = None) -> Pipeline:
+        """A model shipped with the package (`superfusion_jax.weights`; default: its DEFAULT)."""
+        from superfusion_jax import weights
+
+        variables, meta = weights.load(name or weights.DEFAULT)
         return cls(variables, meta["variant"])
 
     @classmethod
