@@ -11,7 +11,8 @@ that every evaluation of a run sees the same pairs:
 3. the centre crop_size x crop_size window of ir, vi and ir_warp is what the network sees.
 
 End-point error (EPE), defined as for the release's test pairs (whose ground truth is a sampling
-grid, not a displacement to compare with):
+grid, not a displacement to compare with), computed by
+`evaluation.registration_metrics.end_point_error`:
 - the ground truth is, for every pixel q of ir_warp's frame, the position src(q) in ir it was
   sampled from (pixels, on the whole frame, so known also outside the crop);
 - the prediction is a registration field g: the network's ir2vis displacement on the crop, as
@@ -35,6 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from superfusion_jax.data.pipeline import augment
+from superfusion_jax.evaluation.registration_metrics import end_point_error
 from superfusion_jax.models.superfusion import SuperFusion
 from superfusion_jax.models.variants import quirks_for
 from superfusion_jax.ops.displacement import base_grid_pixels, disp_to_pixels
@@ -106,32 +108,6 @@ def make_held_out_set(
         source_px=np.asarray(source_px),
         offset=(left, top),
     )
-
-
-def end_point_error(
-    disp: Array, source_px: Array, offset: tuple[int, int], align_corners_grid: bool
-) -> Array:
-    """Per-pixel registration error |src(g(p)) - p| in pixels (module docstring).
-
-    disp: (N, S, S, 2) predicted ir2vis displacement, normalised units of the crop, on the
-    base grid given by `align_corners_grid`; zeros with `align_corners_grid=False` is the
-    identity field. source_px: (N, F, F, 2) ground-truth source positions (frame pixels, x then
-    y); offset: (x, y) of the crop in the frame. Returns (N, S, S) errors in pixels.
-    """
-    s = disp.shape[1]
-    shift = jnp.asarray(offset, jnp.float32)
-    own = base_grid_pixels(s, s)
-    g = own + disp_to_pixels(disp, align_corners_grid) + shift  # frame pixels, x then y
-    f_h, f_w = source_px.shape[1:3]
-    cols = jnp.clip(g[..., 0], 0.0, f_w - 1.0)
-    rows = jnp.clip(g[..., 1], 0.0, f_h - 1.0)
-
-    def sample(field: Array, r: Array, c: Array) -> Array:
-        taps = lambda ch: jax.scipy.ndimage.map_coordinates(ch, [r, c], order=1)
-        return jnp.stack([taps(field[..., 0]), taps(field[..., 1])], axis=-1)
-
-    composed = jax.vmap(sample)(source_px, rows, cols)
-    return jnp.linalg.norm(composed - (own + shift), axis=-1)
 
 
 @functools.partial(jax.jit, static_argnames=("variant", "offset"))
