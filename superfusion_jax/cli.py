@@ -96,13 +96,25 @@ _MODES = {
 }
 
 _CONVERT_HELP = """\
-Import an official SuperFusion checkpoint (the PyTorch .pth of the release, with
-its 'DM' registration and 'FN' fusion networks) into a checkpoint folder for
---checkpoint. The result is of variant 'faithful' (the release's behaviour).
-Reading .pth files needs PyTorch (pip install 'superfusion-jax[torch]').
+Convert between the official SuperFusion checkpoint format (the PyTorch .pth of the
+release, with its 'DM' registration and 'FN' fusion networks) and our checkpoint
+folders. The direction follows --from:
 
-example:
-  superfusion convert --from MSRS.pth --to checkpoints/msrs"""
+  a .pth file  -> imported into a new checkpoint folder --to, for --checkpoint; the
+                  result is of variant 'faithful' (the release's behaviour).
+  a folder     -> exported to a new .pth file --to that the official code loads
+                  ({'DM', 'FN', 'ep', 'total_it'}, official names, shapes and dtypes).
+                  The folder is a model folder (from `convert` or a training run's
+                  WORKDIR/model) or a training checkpoint WORKDIR/checkpoints/STEP, the
+                  only kind holding optimiser state (--include-optimizer). Checkpoints of
+                  variant 'corrected' are refused: the official code cannot run them.
+
+Reading or writing .pth files needs PyTorch (pip install 'superfusion-jax[torch]').
+
+examples:
+  superfusion convert --from MSRS.pth --to checkpoints/msrs
+  superfusion convert --from runs/demo/model --to demo.pth
+  superfusion convert --from runs/demo/checkpoints/150 --to demo.pth --include-optimizer"""
 
 _UNTRAINED_WARNING = (
     f"{PROG}: WARNING: no --checkpoint: the network weights are random (untrained), "
@@ -163,12 +175,40 @@ def build_parser() -> argparse.ArgumentParser:
         sub.set_defaults(handler=_process)
     convert = commands.add_parser(
         "convert",
-        help="import an official .pth checkpoint",
+        help="import an official .pth checkpoint, or export a checkpoint folder to one",
         description=_CONVERT_HELP,
         formatter_class=formatter,
     )
-    convert.add_argument("--from", dest="src", required=True, metavar="SRC", help="official .pth")
-    convert.add_argument("--to", dest="dst", required=True, metavar="DST", help="new folder")
+    convert.add_argument(
+        "--from", dest="src", required=True, metavar="SRC", help="official .pth, or a folder"
+    )
+    convert.add_argument(
+        "--to", dest="dst", required=True, metavar="DST", help="new folder, or new .pth file"
+    )
+    export = convert.add_argument_group("export options (--from a folder)")
+    export.add_argument(
+        "--include-optimizer",
+        action="store_true",
+        help="also write the Adam states as 'DM_opt' / 'FN_opt' (torch.optim.Adam state_dicts); "
+        "needs a training checkpoint WORKDIR/checkpoints/STEP",
+    )
+    export.add_argument(
+        "--bare",
+        action="store_true",
+        help="write the state_dict of the release's whole SuperFusion module instead "
+        "('DM.*', 'ST.grid', 'FN.*'; weights only)",
+    )
+    export.add_argument(
+        "--epoch",
+        type=int,
+        metavar="EP",
+        help="the 'ep' to write (default: the checkpoint's; -1 when unknown)",
+    )
+    export.add_argument(
+        "--allow-variant-mismatch",
+        action="store_true",
+        help="export 'corrected' weights although the official code runs them as 'faithful'",
+    )
     convert.set_defaults(handler=_convert)
     return parser
 
@@ -216,6 +256,24 @@ def _positive_int(text: str) -> int:
 
 
 def _convert(args: argparse.Namespace) -> int:
+    """Import (--from a file) or export (--from a folder)."""
+    if Path(args.src).is_dir():
+        return _export(args)
+    export_only = [
+        flag
+        for flag, value in (
+            ("--include-optimizer", args.include_optimizer),
+            ("--bare", args.bare),
+            ("--epoch", args.epoch is not None),
+            ("--allow-variant-mismatch", args.allow_variant_mismatch),
+        )
+        if value
+    ]
+    if export_only:
+        raise UsageError(
+            f"{', '.join(export_only)}: export options, for --from a checkpoint folder; "
+            f"{args.src} is not a folder"
+        )
     from superfusion_jax.convert.official import convert
 
     try:
@@ -223,6 +281,34 @@ def _convert(args: argparse.Namespace) -> int:
     except (FileNotFoundError, FileExistsError, ValueError, ImportError) as error:
         raise UsageError(str(error)) from error
     print(f"{PROG} convert: wrote checkpoint {args.dst} (variant faithful) from {args.src}")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from superfusion_jax.convert.export import export
+
+    try:
+        summary = export(
+            args.src,
+            args.dst,
+            include_optimizer=args.include_optimizer,
+            bare=args.bare,
+            allow_variant_mismatch=args.allow_variant_mismatch,
+            epoch=args.epoch,
+        )
+    except (FileNotFoundError, FileExistsError, ValueError, ImportError) as error:
+        raise UsageError(str(error)) from error
+    for note in summary.notes:
+        print(f"{PROG} convert: WARNING: {note}", file=sys.stderr)
+    if args.bare:
+        content = f"bare state_dict of the official SuperFusion module, {len(summary.keys)} tensors"
+    else:
+        networks = [k for k in summary.keys if k not in ("ep", "total_it")]
+        content = (
+            f"official checkpoint with {', '.join(networks)}, ep {summary.ep}, "
+            f"total_it {summary.total_it}"
+        )
+    print(f"{PROG} convert: wrote {args.dst}: {content}; from {args.src} ({summary.variant})")
     return 0
 
 

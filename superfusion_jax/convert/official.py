@@ -1,7 +1,11 @@
-"""Import of official SuperFusion checkpoints (.pth) into Flax variables and our checkpoints."""
+"""Import of official SuperFusion checkpoints (.pth) into Flax variables and our checkpoints.
+
+The reverse direction (our checkpoints -> .pth) is `superfusion_jax.convert.export`.
+"""
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import jax
@@ -15,8 +19,10 @@ from superfusion_jax.convert.torch_checkpoints import read_pth, split_networks
 from superfusion_jax.models.superfusion import SuperFusion
 
 
+@functools.cache
 def variable_shapes(variant: str = "faithful") -> dict:
-    """Shapes/dtypes of the SuperFusion variables {'params', 'batch_stats'} (no computation)."""
+    """Shapes/dtypes of the SuperFusion variables {'params', 'batch_stats'} (no computation;
+    cached: read it, do not modify it)."""
     x = jnp.zeros((1, 16, 16, 3), jnp.float32)
     model = SuperFusion(variant)
     return jax.eval_shape(lambda: model.init(jax.random.key(0), x, x))
@@ -79,11 +85,13 @@ def load_official(path: str | Path) -> tuple[dict, dict]:
 
 
 def convert(src: str, dst: str) -> None:
-    """`superfusion convert`: import the official checkpoint `src` (.pth) into folder `dst`."""
+    """`superfusion convert` from a file: import the official checkpoint `src` (.pth) into the
+    new folder `dst`. (From a folder, the command exports: `convert.export.export`.)"""
     source = Path(src)
     if source.is_dir():
         raise ValueError(
-            f"{src} is a folder; `convert` imports an official .pth file into a checkpoint folder"
+            f"{src} is a folder; this imports an official .pth file into a checkpoint folder "
+            "(superfusion_jax.convert.export.export writes a folder as a .pth file)"
         )
     variables, extra = load_official(source)
     info = {key: int(value) for key, value in extra.items()}

@@ -22,6 +22,9 @@ import jax.numpy as jnp
 import optax
 
 NETWORKS = ("dense_matcher", "fusion_net")
+# The release's Adam hyper-parameters (torch.optim.Adam defaults), also written on export.
+ADAM_BETAS = (0.9, 0.999)
+ADAM_EPS = 1e-8
 
 
 def _network_labels(params: dict) -> dict:
@@ -34,8 +37,8 @@ def make_optimizer(
     *,
     weight_decay: float = 1e-5,
     clip_norm: float = 5.0,
-    b1: float = 0.9,
-    b2: float = 0.999,
+    b1: float = ADAM_BETAS[0],
+    b2: float = ADAM_BETAS[1],
 ) -> optax.GradientTransformation:
     """One Adam per network as the release: clip -> L2 decay -> Adam moments -> learning rate.
 
@@ -53,7 +56,7 @@ def make_optimizer(
         return optax.chain(
             optax.clip_by_global_norm(clip_norm),
             optax.add_decayed_weights(weight_decay),
-            optax.scale_by_adam(b1=b1, b2=b2, eps=1e-8),
+            optax.scale_by_adam(b1=b1, b2=b2, eps=ADAM_EPS),
             optax.scale_by_learning_rate(learning_rate),
         )
 
