@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from tqdm import tqdm
 
+from superfusion_jax import weights
 from superfusion_jax.io.images import IMAGE_EXTENSIONS, ImageReadError, image_size, read_image
 from superfusion_jax.io.images import write_image as _write_png
 from superfusion_jax.io.pairs import ImagePair, PairListing, find_pairs
@@ -67,14 +68,16 @@ NAME_flow.png    with --save-flow-png: the displacement as colours (hue =
 
 _CHECKS = """\
 model:
-  --checkpoint is a folder written by `superfusion convert` (or training). Without
-  it the command refuses to run, unless --allow-untrained is given: then the
-  weights are random and every output is meaningless (for trying the command).
+  Without --checkpoint the model shipped with the package is used (see
+  MODEL_CARD.md); --checkpoint is a folder written by `superfusion convert` (or
+  training). --untrained runs random weights instead: every output is then
+  meaningless (for trying the command). Where no model is shipped, one of
+  --checkpoint or --untrained is required.
 
 exit status:
   0 every pair written; 1 some pairs failed (unreadable or truncated files,
   sizes that differ) and the others were written, see the closing summary;
-  2 usage error (bad arguments, no checkpoint, --out not writable), nothing done.
+  2 usage error (bad arguments, no model, --out not writable), nothing done.
 
 speed:
   Pairs of one image size are batched (--batch-size) and the model is compiled
@@ -117,8 +120,7 @@ examples:
   superfusion convert --from runs/demo/checkpoints/150 --to demo.pth --include-optimizer"""
 
 _UNTRAINED_WARNING = (
-    f"{PROG}: WARNING: no --checkpoint: the network weights are random (untrained), "
-    "so every output is meaningless."
+    f"{PROG}: WARNING: --untrained: the network weights are random, so every output is meaningless."
 )
 
 
@@ -217,11 +219,14 @@ def _add_processing_arguments(sub: argparse.ArgumentParser, registers: bool) -> 
     sub.add_argument("--ir", required=True, type=Path, help="infrared image file or folder")
     sub.add_argument("--vi", required=True, type=Path, help="visible image file or folder")
     sub.add_argument("--out", required=True, type=Path, help="output folder (created)")
-    sub.add_argument("--checkpoint", type=Path, help="checkpoint folder (see `convert`)")
-    sub.add_argument(
-        "--allow-untrained",
-        action="store_true",
-        help="run without --checkpoint on random weights (outputs are meaningless)",
+    weights = sub.add_mutually_exclusive_group()
+    weights.add_argument(
+        "--checkpoint",
+        type=Path,
+        help="checkpoint folder (see `convert`); default: the model shipped with the package",
+    )
+    weights.add_argument(
+        "--untrained", action="store_true", help="random weights (outputs are meaningless)"
     )
     sub.add_argument(
         "--variant",
@@ -314,11 +319,11 @@ def _export(args: argparse.Namespace) -> int:
 
 def _process(args: argparse.Namespace) -> int:
     """register / fuse / run over the pairs named by --ir and --vi."""
-    if args.checkpoint is None and not args.allow_untrained:
+    if args.checkpoint is None and not args.untrained and not weights.available():
         raise UsageError(
-            "no --checkpoint given. Import official weights with `superfusion convert --from "
-            "FILE.pth --to DIR` and pass --checkpoint DIR, or pass --allow-untrained to try the "
-            "command on random weights (meaningless outputs)."
+            "no --checkpoint given and this installation ships no model. Import official "
+            "weights with `superfusion convert --from FILE.pth --to DIR` and pass --checkpoint "
+            "DIR, or pass --untrained to try the command on random weights (meaningless outputs)."
         )
     listing = _list_pairs(args.ir, args.vi)
     _prepare_output(args.out)
@@ -363,18 +368,23 @@ def _prepare_output(out: Path) -> None:
 def _load_pipeline(args: argparse.Namespace) -> Pipeline:
     from superfusion_jax.inference import Pipeline
 
-    if args.checkpoint is None:
+    if args.untrained:
         print(_UNTRAINED_WARNING, file=sys.stderr)
         return Pipeline.untrained(variant=args.variant or "faithful")
+    source = args.checkpoint or f"the shipped model '{weights.DEFAULT}'"
     try:
-        pipeline = Pipeline.from_checkpoint(args.checkpoint)
+        if args.checkpoint is None:
+            pipeline = Pipeline.pretrained()
+            print(f"{PROG}: using {source} (see MODEL_CARD.md)", file=sys.stderr)
+        else:
+            pipeline = Pipeline.from_checkpoint(args.checkpoint)
     except (FileNotFoundError, ValueError) as error:
         raise UsageError(str(error)) from error
     if args.variant is None or args.variant == pipeline.variant:
         return pipeline
     if not args.allow_variant_mismatch:
         raise UsageError(
-            f"{args.checkpoint} holds '{pipeline.variant}' weights; running them as "
+            f"{source} holds '{pipeline.variant}' weights; running them as "
             f"--variant {args.variant} changes what they compute. Leave --variant out, or add "
             "--allow-variant-mismatch to do it anyway."
         )

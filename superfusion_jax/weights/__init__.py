@@ -10,8 +10,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from superfusion_jax.checkpoint import load_flat
-
 DEFAULT = "roadscene"
 _FOLDER = Path(__file__).resolve().parent
 
@@ -33,4 +31,6 @@ def weights_path(name: str = DEFAULT) -> Path:
 
 def load(name: str = DEFAULT) -> tuple[dict, dict[str, Any]]:
     """(variables as a numpy pytree, metadata) of shipped model `name`."""
+    from superfusion_jax.checkpoint import load_flat  # JAX and orbax only when loading
+
     return load_flat(weights_path(name))

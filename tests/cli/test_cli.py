@@ -37,6 +37,10 @@ class FakePipeline:
     def untrained(cls, seed=0, variant="faithful"):
         return cls({"params": {}}, variant)
 
+    @classmethod
+    def pretrained(cls, name=None):
+        return cls({"params": {"shipped": name}}, "faithful")
+
     def register(self, ir, vi):
         self.calls.append(("register", ir.shape, vi.shape))
         disp = np.broadcast_to(np.float32([0.01, -0.02]), ir.shape[:3] + (2,))
@@ -97,7 +101,7 @@ def test_run_batches_by_size_writes_outputs_and_reports_failures(tmp_path, fake,
     _folder_with_problems(tmp_path)
     out = tmp_path / "out"
     argv = ["run", "--ir", str(tmp_path / "ir"), "--vi", str(tmp_path / "vi"), "--out", str(out)]
-    argv += ["--allow-untrained", "--batch-size", "2", "--save-disp", "--save-flow-png"]
+    argv += ["--untrained", "--batch-size", "2", "--save-disp", "--save-flow-png"]
     assert main(argv) == 1
     captured = capsys.readouterr()
 
@@ -127,8 +131,8 @@ def test_run_batches_by_size_writes_outputs_and_reports_failures(tmp_path, fake,
 def test_fuse_and_register_write_only_their_outputs(tmp_path, fake):
     _pair(tmp_path, "p", (24, 40), vi_ext="jpg")
     files = ["--ir", str(tmp_path / "ir" / "p.png"), "--vi", str(tmp_path / "vi" / "p.jpg")]
-    assert main(["fuse", *files, "--out", str(tmp_path / "f"), "--allow-untrained"]) == 0
-    assert main(["register", *files, "--out", str(tmp_path / "r"), "--allow-untrained"]) == 0
+    assert main(["fuse", *files, "--out", str(tmp_path / "f"), "--untrained"]) == 0
+    assert main(["register", *files, "--out", str(tmp_path / "r"), "--untrained"]) == 0
     assert _output_names(tmp_path / "f") == ["p_fused.png"]
     assert _output_names(tmp_path / "r") == ["p_ir_reg.png"]
     assert [call[0] for call in fake[0].calls] == ["fuse"]
@@ -139,7 +143,7 @@ def test_size_mismatch_names_both_files_and_shapes(tmp_path, fake, capsys):
     _pair(tmp_path, "ok", (24, 40))
     _pair(tmp_path, "odd", (24, 40), vi_size=(30, 36))
     argv = ["run", "--ir", str(tmp_path / "ir"), "--vi", str(tmp_path / "vi")]
-    assert main([*argv, "--out", str(tmp_path / "out"), "--allow-untrained"]) == 1
+    assert main([*argv, "--out", str(tmp_path / "out"), "--untrained"]) == 1
     out = capsys.readouterr().out
     line = next(line for line in out.splitlines() if "failed odd" in line)
     assert str(tmp_path / "ir" / "odd.png") in line and str(tmp_path / "vi" / "odd.png") in line
@@ -162,21 +166,33 @@ def test_model_and_write_failures_are_reported_and_the_rest_processed(tmp_path, 
     FakeOOM = type("FakeOOM", (FakePipeline,), {"fuse": fuse})
     sys.modules["superfusion_jax.inference"].Pipeline = FakeOOM
     argv = ["fuse", "--ir", str(tmp_path / "ir"), "--vi", str(tmp_path / "vi"), "--out", str(out)]
-    assert main([*argv, "--allow-untrained"]) == 1
+    assert main([*argv, "--untrained"]) == 1
     summary = capsys.readouterr().out
     assert "1 of 3 pairs written" in summary and (out / "ok_fused.png").is_file()
     assert "failed boom: model failed: RESOURCE_EXHAUSTED: out of memory\n" in summary
     assert "failed blocked: cannot write outputs" in summary
 
 
-def test_refuses_to_run_without_a_checkpoint(tmp_path, fake, capsys):
+def test_without_a_shipped_model_a_checkpoint_is_required(tmp_path, fake, capsys, monkeypatch):
+    monkeypatch.setattr("superfusion_jax.weights.available", lambda: [])
     _pair(tmp_path, "p", (24, 40))
     out = tmp_path / "out"
     argv = ["run", "--ir", str(tmp_path / "ir"), "--vi", str(tmp_path / "vi"), "--out", str(out)]
     assert main(argv) == 2
     err = capsys.readouterr().err
-    assert "--checkpoint" in err and "--allow-untrained" in err and "Traceback" not in err
+    assert "--checkpoint" in err and "--untrained" in err and "Traceback" not in err
     assert fake == [] and not out.exists()
+
+
+def test_the_shipped_model_is_the_default(tmp_path, fake, capsys, monkeypatch):
+    monkeypatch.setattr("superfusion_jax.weights.available", lambda: ["roadscene"])
+    _pair(tmp_path, "p", (24, 40))
+    argv = ["fuse", "--ir", str(tmp_path / "ir"), "--vi", str(tmp_path / "vi")]
+    assert main([*argv, "--out", str(tmp_path / "o")]) == 0
+    assert fake[0].variables == {"params": {"shipped": None}}
+    assert "shipped model" in capsys.readouterr().err
+    assert main([*argv, "--out", str(tmp_path / "o2"), "--untrained", "--checkpoint", "x"]) == 2
+    assert "not allowed with" in capsys.readouterr().err
 
 
 def test_unwritable_output_folder_fails_before_any_work(tmp_path, fake, capsys):
@@ -184,7 +200,7 @@ def test_unwritable_output_folder_fails_before_any_work(tmp_path, fake, capsys):
     (tmp_path / "a_file").write_text("not a folder")
     out = tmp_path / "a_file" / "out"
     argv = ["run", "--ir", str(tmp_path / "ir"), "--vi", str(tmp_path / "vi"), "--out", str(out)]
-    assert main([*argv, "--allow-untrained"]) == 2
+    assert main([*argv, "--untrained"]) == 2
     assert "cannot write to the output folder" in capsys.readouterr().err
     assert fake == []
 
@@ -192,7 +208,7 @@ def test_unwritable_output_folder_fails_before_any_work(tmp_path, fake, capsys):
 def test_output_folder_keeps_no_probe_file(tmp_path, fake):
     _pair(tmp_path, "p", (24, 40))
     argv = ["fuse", "--ir", str(tmp_path / "ir"), "--vi", str(tmp_path / "vi")]
-    assert main([*argv, "--out", str(tmp_path / "o"), "--allow-untrained"]) == 0
+    assert main([*argv, "--out", str(tmp_path / "o"), "--untrained"]) == 0
     assert _output_names(tmp_path / "o") == ["p_fused.png"]
 
 
@@ -211,7 +227,7 @@ def test_usage_errors_exit_2_with_a_message(tmp_path, fake, capsys, arguments, m
     (tmp_path / "empty").mkdir()
     argv = ["run", *(a.format(tmp=tmp_path) for a in arguments), "--out", str(tmp_path / "out")]
     if "--checkpoint" not in arguments:
-        argv.append("--allow-untrained")
+        argv.append("--untrained")
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
@@ -285,7 +301,7 @@ def test_run_end_to_end_with_untrained_weights(tmp_path, capsys):
     Image.fromarray(np.zeros((24, 40, 3), np.uint8)).save(tmp_path / "vi" / "alone.png")
     out = tmp_path / "out"
     argv = ["run", "--ir", str(tmp_path / "ir"), "--vi", str(tmp_path / "vi"), "--out", str(out)]
-    assert main([*argv, "--allow-untrained", "--batch-size", "2", "--save-disp"]) == 1
+    assert main([*argv, "--untrained", "--batch-size", "2", "--save-disp"]) == 1
     captured = capsys.readouterr()
     assert "3 of 4 pairs written" in captured.out and "failed cut" in captured.out
     assert "alone.png" in captured.err and "meaningless" in captured.err
