@@ -27,7 +27,7 @@ from flax import traverse_util
 from superfusion_jax.checkpoint import load_model
 from superfusion_jax.convert.official import variable_shapes
 from superfusion_jax.convert.official_keys import NETWORKS, locate, official_keys, to_official
-from superfusion_jax.convert.torch_checkpoints import _torch
+from superfusion_jax.convert.torch_checkpoints import import_torch
 from superfusion_jax.models.variants import VARIANTS
 from superfusion_jax.training.optimizer import ADAM_BETAS, ADAM_EPS, release_schedule
 
@@ -120,7 +120,7 @@ def adam_state_dict(network: str, moments: AdamMoments, settings: AdamSettings) 
     (empty before the first update, as torch's); param_groups: one group with the keys of the
     installed torch's Adam, 'params' = [0, ..., n - 1] and 'initial_lr'.
     """
-    torch = _torch()
+    torch = import_torch()
     keys = parameter_keys(network)
     dummy = torch.nn.Parameter(torch.zeros(1))
     group = torch.optim.Adam(
@@ -219,7 +219,7 @@ def export(
     if ep is None:
         ep = -1
         notes.append("the epoch is unknown: wrote ep = -1 (none completed); set it with --epoch")
-    torch = _torch()
+    torch = import_torch()
     if bare:
         obj: dict[str, Any] = {f"DM.{k}": torch.from_numpy(v) for k, v in networks["DM"].items()}
         obj["ST.grid"] = release_grid(RELEASE_GRID_SIZE, RELEASE_GRID_SIZE)
@@ -275,7 +275,7 @@ def adam_settings(config: dict, count: int) -> tuple[AdamSettings, str | None]:
 def release_grid(height: int, width: int) -> torch.Tensor:
     """kornia's `create_meshgrid(height, width)` as the release stores it: a torch float32
     tensor (1, H, W, 2), x then y, linspace(-1, 1) along each axis."""
-    torch = _torch()
+    torch = import_torch()
     ys, xs = torch.meshgrid(
         torch.linspace(-1, 1, height), torch.linspace(-1, 1, width), indexing="ij"
     )
@@ -370,7 +370,7 @@ def _adam_moments(opt_state: Any, root: str, where: Path) -> AdamMoments:
 
 def _save_atomically(obj: dict, dst: Path) -> None:
     """torch.save to a temporary name beside `dst`, then rename (no half-written files)."""
-    torch = _torch()
+    torch = import_torch()
     dst.parent.mkdir(parents=True, exist_ok=True)
     temporary = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
     try:

@@ -28,7 +28,7 @@ from superfusion_jax.convert.official_keys import (
     to_flax,
     to_official,
 )
-from superfusion_jax.convert.torch_checkpoints import _to_numpy, _torch, read_pth
+from superfusion_jax.convert.torch_checkpoints import import_torch, read_pth, to_numpy
 from superfusion_jax.models.bisenet import NUM_CLASSES, BiSeNet
 
 # Flax leaf name -> (PyTorch leaf name, layout) per collection.
@@ -121,7 +121,7 @@ def import_state_dict(state: dict, source: str, num_classes: int = NUM_CLASSES) 
             unknown.append(key)
             continue
         seen.add(key)
-        tensor = _to_numpy(value)
+        tensor = to_numpy(value)
         target = template[loc.collection][loc.path]
         got = expected_flax_shape(tuple(tensor.shape), loc)
         if got != tuple(target.shape):
@@ -166,7 +166,7 @@ def import_bisenet(path: str | Path) -> dict:
 
 def export_bisenet(variables: dict, path: str | Path) -> None:
     """Write Flax BiSeNet variables as the release's plain state_dict (.pth, torch.save)."""
-    torch = _torch()
+    torch = import_torch()
     state = OrderedDict(
         (key, torch.from_numpy(np.array(value)))
         for key, value in export_state_dict(variables).items()

@@ -16,7 +16,8 @@ import numpy as np
 IGNORED_KEYS = ("ST.grid",)
 
 
-def _torch():
+def import_torch():
+    """The torch module, or an ImportError saying how to install it (an optional dependency)."""
     try:
         import torch
     except ImportError as err:  # pragma: no cover - depends on the environment
@@ -31,7 +32,7 @@ def read_pth(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist")
-    torch = _torch()
+    torch = import_torch()
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
@@ -62,13 +63,14 @@ def split_networks(obj: dict[str, Any], source: str) -> tuple[dict[str, dict], d
             )
         extra = {}
     arrays = {
-        name: {k.removeprefix("module."): _to_numpy(v) for k, v in sd.items()}
+        name: {k.removeprefix("module."): to_numpy(v) for k, v in sd.items()}
         for name, sd in nets.items()
     }
     return arrays, extra
 
 
-def _to_numpy(value: Any) -> np.ndarray:
+def to_numpy(value: Any) -> np.ndarray:
+    """A torch tensor (any device) or array-like as a numpy array."""
     if hasattr(value, "detach"):
         return value.detach().cpu().numpy()
     return np.asarray(value)
