@@ -68,8 +68,8 @@ NAME_flow.png    with --save-flow-png: the displacement as colours (hue =
 
 _CHECKS = """\
 model:
-  Without --checkpoint the model shipped with the package is used (see
-  MODEL_CARD.md); --checkpoint is a folder written by `superfusion convert` (or
+  Without --checkpoint the model shipped with the package is used
+  (superfusion_jax/weights); --checkpoint is a folder written by `superfusion convert` (or
   training). --untrained runs random weights instead: every output is then
   meaningless (for trying the command). Where no model is shipped, one of
   --checkpoint or --untrained is required.
@@ -375,7 +375,7 @@ def _load_pipeline(args: argparse.Namespace) -> Pipeline:
     try:
         if args.checkpoint is None:
             pipeline = Pipeline.pretrained()
-            print(f"{PROG}: using {source} (see MODEL_CARD.md)", file=sys.stderr)
+            print(f"{PROG}: using {source} (superfusion_jax/weights)", file=sys.stderr)
         else:
             pipeline = Pipeline.from_checkpoint(args.checkpoint)
     except (FileNotFoundError, ValueError) as error:

@@ -1,4 +1,4 @@
-"""Trained SuperFusion weights shipped inside the package (see MODEL_CARD.md).
+"""Trained SuperFusion weights shipped inside the package.
 
 Each model is one file `NAME.npz` in this folder, in the single-file checkpoint format of
 `superfusion_jax.checkpoint.save_flat` (variables plus metadata: variant, recipe, measured
