@@ -14,6 +14,11 @@ fused images are matched to the pairs by file name without extension (NAME or NA
 OUT receives *_per_image.csv, summary.json, summary.md (mean ± std per method), plots/ (one
 curve per metric and method) and cases.png (best and worst images).
 
+With --segmentation_checkpoint (a BiSeNet .pth or a folder of configs/segmentation.py) and
+labels (DIR/label in model mode; --labels, default the label/ folder next to --vi, in folders
+mode), the segmentation network is also run on vi, ir and every fused image: IoU per class and
+mIoU over the data set (segmentation_per_image.csv, summary.json, summary.md).
+
 Exit status: 0 all images evaluated; 1 some were skipped (each named with its reason on stderr
 and in summary.json); 2 usage error (bad flags or paths), nothing evaluated.
 """
@@ -21,10 +26,13 @@ and in summary.json); 2 usage error (bad flags or paths), nothing evaluated.
 from __future__ import annotations
 
 import dataclasses
+import math
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
@@ -34,11 +42,13 @@ from tqdm import tqdm
 from superfusion_jax.evaluation import plots, report
 from superfusion_jax.evaluation import registration_metrics as rm
 from superfusion_jax.evaluation.fusion_presets import PRESETS, compute_fusion_metrics
+from superfusion_jax.evaluation.segmentation_metrics import confusion_matrix, iou_per_class
 from superfusion_jax.io.ground_truth import GroundTruthReadError, read_flow_mat
 from superfusion_jax.io.images import IMAGE_EXTENSIONS, ImageReadError, read_image, write_image
 from superfusion_jax.io.pairs import find_pairs, natural_key
 from superfusion_jax.models.variants import quirks_for
 from superfusion_jax.ops.displacement import base_grid_pixels
+from superfusion_jax.training.steps import apply_segmenter
 from superfusion_jax.visualization import flow_to_color
 
 PROG = "evaluate.py"
@@ -68,9 +78,19 @@ _RANK_BY = flags.DEFINE_string(
 _CASES = flags.DEFINE_integer(
     "cases", 2, "Best and worst images shown in cases.png.", lower_bound=0
 )
+_SEGMENTATION = flags.DEFINE_string(
+    "segmentation_checkpoint",
+    None,
+    "Segmentation network (BiSeNet .pth, or a folder of configs/segmentation.py): mIoU of vi, "
+    "ir and the fused images against the labels.",
+)
+_LABELS = flags.DEFINE_string(
+    "labels", None, "folders: label images (class per pixel); default: label/ next to --vi."
+)
 
 MODEL, IDENTITY = "model", "identity"
 REGISTERED_FUSED, ALIGNED_FUSED = "register_and_fuse", "fuse_aligned"
+SOURCES = ("vi", "ir")  # the source images' rows of the segmentation results
 
 
 class UsageError(Exception):
@@ -83,11 +103,73 @@ class SkipPair(Exception):
 
 @dataclasses.dataclass
 class PairResult:
-    """Metrics of one pair, {section: {method: {metric: value}}}, and its case-grid row."""
+    """Metrics of one pair, {section: {method: {metric: value}}}, and its case-grid row;
+    with a segmentation network, the confusion matrix (C, C) of each image it segmented."""
 
     metrics: dict[str, dict[str, dict[str, float]]]
     images: list[np.ndarray]
     labels: list[str]
+    confusions: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass
+class Segmenter:
+    """The segmentation network (`training.segmentation.load_segmenter` variables, eval mode)
+    and the label images by name."""
+
+    variables: dict
+    folder: Path
+    labels: dict[str, list[Path]]
+    class_names: tuple[str, ...]
+
+    def label(self, name: str) -> np.ndarray:
+        """The (H, W) int32 label map of pair `name` (SkipPair if missing or unreadable)."""
+        from superfusion_jax.data.folders import read_label
+
+        try:
+            return read_label(_one(self.labels, name, self.folder))
+        except ImageReadError as error:
+            raise SkipPair(str(error)) from error
+
+    def confusions(self, label: np.ndarray, images: dict[str, np.ndarray]) -> dict:
+        """{image name: (C, C) confusion matrix [label, prediction]} of each (H, W, 3) image."""
+        for key, image in images.items():
+            if image.shape[:2] != label.shape:
+                raise SkipPair(f"the label is {label.shape} but {key} is {image.shape[:2]}")
+        stacked = jnp.asarray(np.stack(list(images.values())))
+        predicted = np.asarray(_segment(self.variables, stacked))
+        count = len(self.class_names)
+        return {
+            key: np.asarray(confusion_matrix(label, predicted[i], count), np.int64)
+            for i, key in enumerate(images)
+        }
+
+
+@jax.jit
+def _segment(variables: dict, images: jax.Array) -> jax.Array:
+    """Predicted classes (N, H, W) int32 of (N, H, W, 3) RGB images (argmax of the main head)."""
+    main, _ = apply_segmenter(variables, images)
+    return jnp.argmax(main, axis=-1).astype(jnp.int32)
+
+
+def _load_segmenter(labels: Path | None, default_flag: str) -> Segmenter | None:
+    """The Segmenter of --segmentation_checkpoint (None without it); `labels`: the label folder
+    (`default_flag` names where it came from, for the error)."""
+    if _SEGMENTATION.value is None:
+        return None
+    if labels is None or not labels.is_dir():
+        raise UsageError(
+            f"--segmentation_checkpoint needs label images: {labels} is not a folder "
+            f"({default_flag})"
+        )
+    from superfusion_jax.training.segmentation import class_names, load_segmenter, num_classes_of
+
+    try:
+        variables = load_segmenter(_SEGMENTATION.value)
+    except (FileNotFoundError, ValueError, ImportError) as error:
+        raise UsageError(f"--segmentation_checkpoint: {error}") from error
+    names = class_names(num_classes_of(variables))
+    return Segmenter(jax.device_put(variables), labels, _images_by_name(labels), names)
 
 
 @dataclasses.dataclass
@@ -99,6 +181,7 @@ class Job:
     rank: tuple[str, str, str]  # (section, method, metric)
     meta: dict
     skipped: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+    segmenter: Segmenter | None = None
 
 
 # --------------------------------------------------------------------------------------------
@@ -180,7 +263,7 @@ def _check_mode_flags() -> None:
     """Refuse flags that belong to the other mode (they would be silently ignored)."""
     own = {
         "model": ("checkpoint", "allow_untrained", "data"),
-        "folders": ("fused", "ir", "vi", "names"),
+        "folders": ("fused", "ir", "vi", "names", "labels"),
     }
     other = own["folders" if _MODE.value == "model" else "model"]
     given = [f"--{name}" for name in other if flags.FLAGS[name].present]
@@ -227,6 +310,7 @@ def _model_job() -> Job:
         for name, paths in _list_pairs(data / "ir_warp", data / "vi", skipped).items()
     }
     aligned = _images_by_name(data / "ir")
+    segmenter = _load_segmenter(data / "label", "model mode reads DIR/label")
     pipeline = _load_pipeline()
     grid_quirk = quirks_for(pipeline.variant).align_corners_base_grid
 
@@ -246,6 +330,7 @@ def _model_job() -> Job:
                 f"{flow} is {source_px.shape[0]}x{source_px.shape[1]} but the images are "
                 f"{images['ir'].shape[0]}x{images['ir'].shape[1]}"
             )
+        label = None if segmenter is None else segmenter.label(name)
         batch = {k: v[None] for k, v in images.items()}
         try:
             out = pipeline.register_and_fuse(batch["ir_warp"], batch["vi"])
@@ -274,6 +359,15 @@ def _model_job() -> Job:
             plots.error_map(epe, max_value=10.0),
         ]
         labels = ["ir_warp", "ir registered", "ir (aligned)", "vi", "fused", "field", "EPE 0-10px"]
+        confusions = {}
+        if segmenter is not None:
+            segmented = {
+                "vi": images["vi"],
+                "ir": images["ir"],
+                REGISTERED_FUSED: out["fused"][0],
+                ALIGNED_FUSED: fused_aligned[0],
+            }
+            confusions = segmenter.confusions(label, segmented)
         return PairResult(
             metrics={
                 "registration": {
@@ -283,6 +377,7 @@ def _model_job() -> Job:
             },
             images=grid,
             labels=labels,
+            confusions=confusions,
         )
 
     meta = {
@@ -300,8 +395,11 @@ def _model_job() -> Job:
             },
         },
     }
+    if segmenter is not None:
+        meta["segmentation_checkpoint"] = _SEGMENTATION.value
+        meta["labels"] = str(segmenter.folder)
     rank = ("registration", MODEL, _RANK_BY.value or "epe_mean_px")
-    return Job(pairs, score, rank, meta, skipped)
+    return Job(pairs, score, rank, meta, skipped, segmenter)
 
 
 def _load_pipeline():
@@ -332,6 +430,10 @@ def _folders_job() -> Job:
     if len(set(names)) != len(names):
         raise UsageError(f"method names must differ, got {names}; name them with --names")
     metric_list = _fusion_metric_names()
+    labels = Path(_LABELS.value) if _LABELS.value else vi.parent / "label"
+    segmenter = _load_segmenter(labels, "--labels" if _LABELS.value else "--labels not given")
+    if segmenter is not None and set(names) & set(SOURCES):
+        raise UsageError(f"with --segmentation_checkpoint, methods cannot be named {SOURCES}")
     rank_by = _RANK_BY.value or metric_list[0]
     if rank_by not in metric_list:
         raise UsageError(f"--rank_by={rank_by} is not among the fusion metrics {metric_list}")
@@ -343,11 +445,16 @@ def _folders_job() -> Job:
     def score(name: str, paths: dict[str, Path]) -> PairResult:
         files = {method: _one(found[method], name, folder_of[method]) for method in names}
         images = _read_same_size({"ir": paths["ir"], "vi": paths["vi"], **files})
+        confusions = {}
+        if segmenter is not None:
+            segmented = {key: images[key] for key in (*SOURCES, *names)}
+            confusions = segmenter.confusions(segmenter.label(name), segmented)
         per_method = _fusion_metrics(images["ir"], images["vi"], [images[m] for m in names])
         return PairResult(
             metrics={"fusion": dict(zip(names, per_method, strict=True))},
             images=[images["ir"], images["vi"], *(images[m] for m in names)],
             labels=["ir", "vi", *names],
+            confusions=confusions,
         )
 
     meta = {
@@ -355,7 +462,10 @@ def _folders_job() -> Job:
         "vi": str(vi),
         "methods": {"fusion": {m: str(f) for m, f in folder_of.items()}},
     }
-    return Job(pairs, score, ("fusion", names[0], rank_by), meta, skipped)
+    if segmenter is not None:
+        meta["segmentation_checkpoint"] = _SEGMENTATION.value
+        meta["labels"] = str(segmenter.folder)
+    return Job(pairs, score, ("fusion", names[0], rank_by), meta, skipped, segmenter)
 
 
 # --------------------------------------------------------------------------------------------
@@ -363,10 +473,12 @@ def _folders_job() -> Job:
 # --------------------------------------------------------------------------------------------
 
 
-def _run(job: Job) -> tuple[list[str], dict[str, dict[str, dict[str, np.ndarray]]]]:
-    """Score every pair; skipped pairs go to job.skipped. Returns (names, {section: Results})."""
+def _run(job: Job) -> tuple[list[str], dict[str, dict[str, dict[str, np.ndarray]]], dict]:
+    """Score every pair; skipped pairs go to job.skipped. Returns (names, {section: Results},
+    {image kind: (N, C, C) confusion matrices} (empty without a segmentation network))."""
     names: list[str] = []
     values: dict[str, dict[str, dict[str, list[float]]]] = {}
+    confusions: dict[str, list[np.ndarray]] = {}
     with tqdm(total=len(job.pairs), unit="pair", desc=_MODE.value, disable=None) as bar:
         for name in sorted(job.pairs, key=natural_key):
             try:
@@ -376,6 +488,8 @@ def _run(job: Job) -> tuple[list[str], dict[str, dict[str, dict[str, np.ndarray]
                 tqdm.write(f"{PROG}: skipped {name}: {error}", file=sys.stderr)
             else:
                 names.append(name)
+                for method, confusion in result.confusions.items():
+                    confusions.setdefault(method, []).append(confusion)
                 for section, methods in result.metrics.items():
                     for method, metrics in methods.items():
                         for metric, value in metrics.items():
@@ -387,10 +501,45 @@ def _run(job: Job) -> tuple[list[str], dict[str, dict[str, dict[str, np.ndarray]
         section: {m: {k: np.asarray(v) for k, v in ms.items()} for m, ms in methods.items()}
         for section, methods in values.items()
     }
-    return names, arrays
+    return names, arrays, {method: np.stack(c) for method, c in confusions.items()}
 
 
-def _write_outputs(job: Job, names: list[str], results: dict, out: Path) -> None:
+def _segmentation_outputs(
+    job: Job, names: list[str], confusions: dict[str, np.ndarray], out: Path
+) -> tuple[dict, str]:
+    """segmentation_per_image.csv (each image's mIoU and IoU per class, per image kind), and
+    the data-set summary: ({method: {miou, iou: {class: IoU}, confusion}}, Markdown table),
+    IoU = TP / (TP + FP + FN) of the confusion matrix summed over all images."""
+    classes = job.segmenter.class_names
+    per_image, summary = {}, {}
+    for method, stack in confusions.items():
+        ious = np.stack([iou_per_class(c) for c in stack])  # (N, C), NaN: class absent
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # an image without classes: NaN
+            per_image[method] = {"miou": np.nanmean(ious, axis=1)}
+        per_image[method].update({f"iou_{c}": ious[:, i] for i, c in enumerate(classes)})
+        total = stack.sum(axis=0)
+        iou = iou_per_class(total)
+        summary[method] = {
+            "miou": float(np.nanmean(iou)) if np.any(~np.isnan(iou)) else math.nan,
+            "iou": dict(zip(classes, iou.tolist(), strict=True)),
+            "confusion": total,
+        }
+    report.write_per_image_csv(out / "segmentation_per_image.csv", names, per_image)
+    header = ["method", "mIoU", *classes]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for method, values in summary.items():
+        cells = [values["miou"], *values["iou"].values()]
+        text = ["–" if math.isnan(v) else f"{100 * v:.2f}" for v in cells]
+        lines.append("| " + " | ".join([method, *text]) + " |")
+    title = (
+        "\n## segmentation (IoU %, confusion matrix over all images; "
+        f"network {_SEGMENTATION.value})\n\n"
+    )
+    return summary, title + "\n".join(lines) + "\n"
+
+
+def _write_outputs(job: Job, names: list[str], results: dict, confusions: dict, out: Path) -> None:
     (out / "plots").mkdir(exist_ok=True)
     summaries = {section: report.summarise(r) for section, r in results.items()}
     markdown = [f"# Evaluation ({_MODE.value}), {len(names)} images\n"]
@@ -406,6 +555,10 @@ def _write_outputs(job: Job, names: list[str], results: dict, out: Path) -> None
                 out / "plots" / f"{section}_{metric}.png",
                 lower_is_better=metric in report.LOWER_IS_BETTER,
             )
+    if confusions:
+        segmentation, table = _segmentation_outputs(job, names, confusions, out)
+        summaries["segmentation"] = {"classes": list(job.segmenter.class_names), **segmentation}
+        markdown.append(table)
     if job.skipped:
         markdown.append(f"\nSkipped {len(job.skipped)}: see summary.json.\n")
     (out / "summary.md").write_text("".join(markdown))
@@ -456,11 +609,11 @@ def main(argv: list[str]) -> int:
             raise UsageError(f"cannot create --out={out}: {error}") from error
     except UsageError as error:
         return _usage_error(str(error))
-    names, results = _run(job)
+    names, results, confusions = _run(job)
     if not names:
         print(f"{PROG}: no pair could be evaluated; nothing written", file=sys.stderr)
         return 1
-    _write_outputs(job, names, results, out)
+    _write_outputs(job, names, results, confusions, out)
     print(f"{PROG}: evaluated {len(names)} pairs, skipped {len(job.skipped)}; results in {out}")
     for name, reason in job.skipped:
         print(f"{PROG}: skipped {name}: {reason}", file=sys.stderr)

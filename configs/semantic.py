@@ -1,10 +1,19 @@
-"""Stage FS of the release (fusion, FusionNet only, on aligned pairs) on MSRS.
+"""Stage FS of SuperFusion (fusion with the semantic term, FusionNet only, aligned pairs) on MSRS.
 
-The release starts this stage from the stage-RF model: pass it with
-  --config.init_checkpoint=RF_WORKDIR/model    (or an official .pth)
-`semantic_weight` is reserved for the semantic loss (Lovasz-Softmax of a frozen segmentation
-network on the fused image, paper Eq. 12). It is NOT wired yet: the release itself multiplies it
-by 0 (REFERENCE.md, quirk 5), so the only accepted value is 0.0, which is the released recipe.
+  python train.py --config=configs/semantic.py --workdir=runs/fs \
+      --config.init_checkpoint=runs/rf/model --config.segmentation_checkpoint=runs/seg/best
+
+The release starts this stage from the stage-RF model (init_checkpoint: a folder or an official
+.pth). The loss is 10 · fusion loss + semantic_weight · (Lovasz-Softmax(main) + 0.25 ·
+Lovasz-Softmax(aux)) of the frozen segmentation network (`segmentation_checkpoint`: SeAFusion's
+model_final.pth, which the release loads as Seg_model.pth, or a folder trained with
+configs/segmentation.py), in eval mode, applied to the fused RGB image, against the labels of
+the training data (MSRS has them; RoadScene does not).
+
+semantic_weight: the release multiplies the semantic term by 0.0 (REFERENCE.md, quirk 5) and
+nowhere states the value it would use otherwise; the paper describes the term as part of the
+loss, so the default here is 1.0 (our choice, the plain sum). --config.semantic_weight=0 is the
+released recipe, which needs no segmentation network (and no labels).
 """
 
 from __future__ import annotations
@@ -15,10 +24,12 @@ from configs import common
 
 
 def get_config() -> ml_collections.ConfigDict:
-    """The release's stage-FS recipe (see configs/common.py for the other fields)."""
+    """Stage FS with the semantic term (see configs/common.py for the other fields)."""
     config = common.get_base_config()
     config.stage = "FS"
     # FS trains on aligned crops: no misalignment frame.
     config.misalign.frame_size = -1
-    config.semantic_weight = 0.0
+    config.semantic_weight = 1.0
+    # The frozen segmentation network: a BiSeNet .pth or a configs/segmentation.py folder.
+    config.segmentation_checkpoint = ""
     return config

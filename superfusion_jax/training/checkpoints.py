@@ -11,6 +11,8 @@ A run's folder (`workdir`) holds:
   format of `superfusion_jax.checkpoint` (what `superfusion run --checkpoint WORKDIR/model` and
   `Pipeline.from_checkpoint` read). The link is replaced atomically after the new export is
   complete, and older exports are then deleted. Copy it with `cp -rL` (follow the link).
+- `best` (runs that evaluate a metric to maximise, e.g. the segmentation network's mIoU): a
+  link to `exports_best/step_<step>/`, the model of the best evaluation so far (`BestModel`).
 
 `StopSignal` turns SIGTERM and SIGINT into a request that the loop honours at the next step
 boundary: it saves a checkpoint and returns normally (a second Ctrl-C interrupts at once).
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import shutil
 import signal
@@ -41,6 +44,8 @@ logger = logging.getLogger(__name__)
 CHECKPOINTS_DIR = "checkpoints"
 EXPORTS_DIR = "exports"
 MODEL_LINK = "model"
+BEST_LINK = "best"
+BEST_EXPORTS_DIR = "exports_best"
 
 
 class RunCheckpoints:
@@ -138,7 +143,14 @@ class RunCheckpoints:
         self.manager.close()
 
 
-def export_model(workdir: str | Path, variables: dict, metadata: dict[str, Any]) -> Path:
+def export_model(
+    workdir: str | Path,
+    variables: dict,
+    metadata: dict[str, Any],
+    *,
+    link_name: str = MODEL_LINK,
+    exports_dir: str = EXPORTS_DIR,
+) -> Path:
     """Export `variables` as `workdir/model` (a link to `exports/step_<step>/`, see the module
     docstring) in the format of `superfusion_jax.checkpoint.save_model`.
 
@@ -146,15 +158,18 @@ def export_model(workdir: str | Path, variables: dict, metadata: dict[str, Any])
 
     Args:
       workdir: the run's folder.
-      variables: {'params', 'batch_stats'} of the SuperFusion model.
+      variables: {'params', 'batch_stats'} of the model (SuperFusion, or the segmentation
+        network).
       metadata: must name 'variant' and 'step'; stored in metadata.json.
+      link_name, exports_dir: names of the link and of the folder of its exports (each link
+        needs its own folder: older exports in it are deleted), e.g. 'best' / 'exports_best'.
 
     Returns:
-      The path of the link, `workdir/model`.
+      The path of the link, `workdir/<link_name>`.
     """
     workdir = Path(workdir).absolute()
-    exports = workdir / EXPORTS_DIR
-    link = workdir / MODEL_LINK
+    exports = workdir / exports_dir
+    link = workdir / link_name
     name = f"step_{int(metadata['step']):08d}"
     target = exports / name
     current = _link_target(link)
@@ -171,14 +186,47 @@ def export_model(workdir: str | Path, variables: dict, metadata: dict[str, Any])
     if jax.process_index() == 0:
         if link.exists() and not link.is_symlink():
             raise FileExistsError(f"{link} exists and is not the link this run maintains")
-        temporary = workdir / f".{MODEL_LINK}.link-tmp"
+        temporary = workdir / f".{link_name}.link-tmp"
         temporary.unlink(missing_ok=True)
-        os.symlink(Path(EXPORTS_DIR) / name, temporary)
+        os.symlink(Path(exports_dir) / name, temporary)
         os.replace(temporary, link)
         if current is not None and current != name:
             shutil.rmtree(exports / current, ignore_errors=True)
     _sync("superfusion_export_linked")
     return link
+
+
+class BestModel:
+    """`workdir/best`: the model of the evaluation with the highest `metric` so far (e.g. the
+    validation mIoU), next to `workdir/model` (the latest); exported like it (`export_model`)
+    into `exports_best/step_<step>/`.
+
+    The value is stored in the export's metadata.json ('best_metric', 'best_value'), so a
+    resumed run keeps comparing against it. Every process must make the same calls.
+    """
+
+    def __init__(self, workdir: str | Path, metric: str) -> None:
+        self.workdir = Path(workdir).absolute()
+        self.metric = metric
+        self.value = -math.inf
+        saved = self.workdir / BEST_LINK / "metadata.json"
+        if saved.is_file():
+            meta = json.loads(saved.read_text())
+            if meta.get("best_metric") == metric:
+                self.value = float(meta["best_value"])
+
+    def update(self, value: float, variables: dict, metadata: dict[str, Any]) -> bool:
+        """Export `variables` as the best model if `value` beats the best so far (NaN never
+        does). metadata: as for `export_model`. Returns whether it was exported."""
+        value = float(value)
+        if not value > self.value:
+            return False
+        meta = {**metadata, "best_metric": self.metric, "best_value": value}
+        export_model(
+            self.workdir, variables, meta, link_name=BEST_LINK, exports_dir=BEST_EXPORTS_DIR
+        )
+        self.value = value
+        return True
 
 
 def _link_target(link: Path) -> str | None:

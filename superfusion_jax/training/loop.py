@@ -1,19 +1,21 @@
 """The training loop: `train_and_evaluate(config, workdir)` (configs/*.py, train.py).
 
-One run, from top to bottom:
-1. the training pairs (`make_source(config.data)`) as a grain iterator of this host's share of
-   each global batch, and the held-out evaluation set (`config.eval`);
-2. the optimiser (the release's Adam per network, learning-rate policy by epochs) and the
-   jitted step of the stage (`rf_step` for 'RF', `fs_step` for 'FS'), data parallel over all
-   devices (`training.mesh`);
+What is trained is a `Task` (`make_task`): SuperFusion's stage 'RF' or 'FS', or the
+'segmentation' network (`training.segmentation`). One run, from top to bottom:
+1. the training records (`make_source(config.data)`) as a grain iterator of this host's share of
+   each global batch, and the held-out evaluation records (`config.eval`);
+2. the task: its optimiser and learning-rate policy, and its step (`rf_step` for 'RF',
+   `fs_step` for 'FS', `segmentation.seg_step`), jitted data parallel over all devices
+   (`training.mesh`), with the task's frozen variables (if any) as an argument;
 3. the newest checkpoint in `workdir/checkpoints` if there is one (state and data position),
    else a fresh state (from `config.init_checkpoint` if given);
 4. the loop, until `num_steps` updates: a progress bar (ETA, loss) on process 0; every
    `log_every` updates the mean of each step metric since the last log (`train/...`) and the
-   learning rate; every `eval_every` the held-out registration error (`eval/epe_px` against
-   `eval/epe_identity_px`, stage RF; also before the first update); every `image_every` a
-   picture of the first held-out pair; every `checkpoint_every` a checkpoint and the exported
-   model (`workdir/model`). The last update does all of them.
+   learning rate; every `eval_every` the task's held-out evaluation (stage RF: `eval/epe_px`
+   against `eval/epe_identity_px`; segmentation: `eval/miou` and `eval/iou_<class>`, the best
+   model kept as `workdir/best`; also before the first update); every `image_every` a picture
+   of the first held-out record; every `checkpoint_every` a checkpoint and the exported model
+   (`workdir/model`). The last update does all of them.
 SIGTERM / SIGINT stop the loop at the next step boundary after saving a checkpoint. A step
 whose loss or gradient is not finite leaves the state as it was and stops the run with
 `NonFiniteLossError` naming the terms; no checkpoint is written for it.
@@ -40,7 +42,9 @@ from superfusion_jax.data.pipeline import make_train_iterator
 from superfusion_jax.data.synthetic import SyntheticPairs
 from superfusion_jax.models.variants import quirks_for
 from superfusion_jax.training import mesh as mesh_lib
+from superfusion_jax.training import segmentation
 from superfusion_jax.training.checkpoints import (
+    BestModel,
     RunCheckpoints,
     StopSignal,
     config_differences,
@@ -55,11 +59,12 @@ from superfusion_jax.training.evaluation import (
 from superfusion_jax.training.optimizer import make_optimizer, release_schedule
 from superfusion_jax.training.state import TrainState, create_train_state
 from superfusion_jax.training.steps import MisalignConfig, fs_step, rf_step
+from superfusion_jax.training.task import Task
 from superfusion_jax.training.writers import MetricAverager, make_writer
 
 logger = logging.getLogger(__name__)
 
-STAGES = ("RF", "FS")
+STAGES = ("RF", "FS", "segmentation")
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -70,8 +75,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
     """Train as `config` says, in `workdir` (created if needed; resumed if it has checkpoints).
 
     Args:
-      config: a training config (configs/common.py documents every field).
-      workdir: the run's folder: checkpoints/, model (link), exports/, metrics.jsonl, images/.
+      config: a training config (configs/common.py documents every field; configs/semantic.py
+        and configs/segmentation.py their own).
+      workdir: the run's folder: checkpoints/, model (link), exports/, metrics.jsonl, images/
+        (and best, exports_best/ for the segmentation network).
 
     Returns:
       The final training state (after `num_steps` updates, or where a signal stopped the run).
@@ -84,25 +91,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
     check_config(config)
     workdir = Path(workdir).expanduser().absolute()
     workdir.mkdir(parents=True, exist_ok=True)
-    stage, variant = config.stage, config.variant
 
     source = make_source(config.data)
     steps_per_epoch = config.steps_per_epoch
     if steps_per_epoch <= 0:
         steps_per_epoch = max(1, len(source) // config.batch_size)
     num_steps = config.num_steps if config.num_steps > 0 else config.n_ep * steps_per_epoch
-    schedule = release_schedule(
-        config.learning_rate, steps_per_epoch, config.n_ep, config.n_ep_decay
-    )
-    optimizer = make_optimizer(
-        schedule, weight_decay=config.weight_decay, clip_norm=config.clip_norm
-    )
+    task = make_task(config, source, steps_per_epoch=steps_per_epoch, num_steps=num_steps)
 
-    frame_size = _frame_size(config)
     iterator = make_train_iterator(
         source,
         batch_size=config.batch_size,
-        crop_size=frame_size,
+        crop_size=task.crop_size,
         seed=config.seed,
         shard_index=jax.process_index(),
         shard_count=jax.process_count(),
@@ -110,32 +110,26 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
         read_threads=config.data.read_threads,
     )
     mesh = mesh_lib.make_mesh()
-    train_step = mesh_lib.jit_step(_step_function(config, optimizer), mesh)
+    train_step = mesh_lib.jit_step(task.step, mesh, extra_args=1)
+    frozen = mesh_lib.replicate(task.frozen, mesh)
 
     checkpoints = RunCheckpoints(workdir, keep=config.keep)
     config_dict = config.to_dict()
-    state = _restore_or_create(config, checkpoints, iterator, optimizer, mesh)
+    state = _restore_or_create(config, checkpoints, iterator, task, mesh)
     start_step = int(state.step)
+    best = BestModel(workdir, task.best_metric) if task.best_metric else None
 
-    held_out = make_held_out_set(
-        make_source(config.eval),
-        num_pairs=config.eval.num_pairs,
-        crop_size=config.crop_size,
-        frame_size=frame_size,
-        seed=config.eval.seed,
-        misalign=_misalign_kwargs(config) if stage == "RF" else None,
-    )
     writer = make_writer(
         workdir, tensorboard={"auto": None, "yes": True, "no": False}[config.tensorboard]
     )
-    if start_step == 0 and config.stage == "RF":
-        writer.write_scalars(0, _evaluate(state, held_out, config))
+    if start_step == 0 and task.evaluate is not None:
+        writer.write_scalars(0, task.evaluate(state))
     if start_step == 0:
-        writer.write_images(0, sample_images(_variables(state), held_out, variant=variant))
+        writer.write_images(0, task.images(state))
     logger.info(
         "training %s (%s) from step %d to %d; %d pairs, %d updates per epoch; workdir %s",
-        stage,
-        variant,
+        config.stage,
+        config.variant,
         start_step,
         num_steps,
         len(source),
@@ -158,7 +152,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
         with StopSignal() as stop:
             while step < num_steps:
                 batch = mesh_lib.shard_batch(next(iterator), mesh)
-                new_state, metrics = train_step(state, batch)
+                new_state, metrics = train_step(state, batch, frozen)
                 if bool(metrics["nonfinite"]):
                     checkpoints.wait()
                     raise NonFiniteLossError(
@@ -174,18 +168,22 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
                 if _due(step, config.log_every, last) or stopping:
                     now = time.perf_counter()
                     scalars = {f"train/{k}": v for k, v in averager.compute().items()}
-                    scalars["train/learning_rate"] = float(schedule(step - 1))
+                    scalars["train/learning_rate"] = float(task.schedule(step - 1))
                     scalars["train/steps_per_second"] = (step - last_log[1]) / (now - last_log[0])
                     writer.write_scalars(step, scalars)
                     averager.reset()
                     last_log = (now, step)
-                if _due(step, config.eval_every, last) and stage == "RF":
-                    writer.write_scalars(step, _evaluate(state, held_out, config))
+                if _due(step, config.eval_every, last) and task.evaluate is not None:
+                    scalars = task.evaluate(state)
+                    writer.write_scalars(step, scalars)
+                    if best is not None:
+                        variables, metadata = task.export(state)
+                        metadata = _export_metadata(metadata, state, workdir, config)
+                        best.update(scalars[task.best_metric], variables, metadata)
                 if _due(step, config.image_every, last):
-                    images = sample_images(_variables(state), held_out, variant=variant)
-                    writer.write_images(step, images)
+                    writer.write_images(step, task.images(state))
                 if _due(step, config.checkpoint_every, last) or stopping:
-                    _save(checkpoints, workdir, state, iterator, config_dict, config)
+                    _save(checkpoints, workdir, state, iterator, config_dict, config, task)
                     writer.flush()
                 if stopping:
                     logger.warning(
@@ -199,6 +197,80 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
         checkpoints.close()
         writer.close()
     return state
+
+
+def make_task(
+    config: ml_collections.ConfigDict,
+    source: Sequence[dict],
+    *,
+    steps_per_epoch: int,
+    num_steps: int,
+) -> Task:
+    """The task `config.stage` names: SuperFusion's 'RF' or 'FS', or 'segmentation'.
+
+    source: the training records (checked for labels where the task needs them);
+    steps_per_epoch, num_steps: the run's length (learning-rate policies).
+    """
+    eval_source = make_source(config.eval)
+    if config.stage == "segmentation":
+        fusion_params = None
+        if config.input_image == "fused":
+            fusion = load_init_variables(config.fusion_checkpoint, config.variant)
+            fusion_params = {"fusion_net": fusion["params"]["fusion_net"]}
+        return segmentation.make_task(
+            config, source, eval_source, num_steps=num_steps, fusion_params=fusion_params
+        )
+    return _superfusion_task(config, source, eval_source, steps_per_epoch)
+
+
+def _superfusion_task(
+    config: ml_collections.ConfigDict,
+    source: Sequence[dict],
+    eval_source: Sequence[dict],
+    steps_per_epoch: int,
+) -> Task:
+    """Stage RF or FS of the release (FS with its semantic term when semantic_weight > 0)."""
+    stage, variant = config.stage, config.variant
+    schedule = release_schedule(
+        config.learning_rate, steps_per_epoch, config.n_ep, config.n_ep_decay
+    )
+    optimizer = make_optimizer(
+        schedule, weight_decay=config.weight_decay, clip_norm=config.clip_norm
+    )
+    frozen = None
+    if stage == "FS" and _semantic_weight(config) > 0:
+        if "label" not in source[0]:
+            raise ValueError(
+                "config.semantic_weight > 0 needs segmentation labels in the training data "
+                "(MSRS, a folder source with label_dir, or the synthetic source); "
+                "--config.semantic_weight=0 trains as the release"
+            )
+        frozen = segmentation.load_segmenter(config.segmentation_checkpoint)
+    held_out = make_held_out_set(
+        eval_source,
+        num_pairs=config.eval.num_pairs,
+        crop_size=config.crop_size,
+        frame_size=_frame_size(config),
+        seed=config.eval.seed,
+        misalign=_misalign_kwargs(config) if stage == "RF" else None,
+    )
+
+    def create_state(init_variables: dict | None) -> TrainState:
+        return create_train_state(
+            variant=variant, optimizer=optimizer, seed=config.seed, init_variables=init_variables
+        )
+
+    return Task(
+        crop_size=_frame_size(config),
+        schedule=schedule,
+        step=_step_function(config, optimizer),
+        frozen=frozen,
+        create_state=create_state,
+        init_variables=lambda: load_init_variables(config.init_checkpoint, variant),
+        images=lambda state: sample_images(_variables(state), held_out, variant=variant),
+        export=lambda state: (_variables(state), {"variant": variant}),
+        evaluate=(lambda state: _evaluate(state, held_out, config)) if stage == "RF" else None,
+    )
 
 
 def make_source(spec: ml_collections.ConfigDict) -> Sequence[dict]:
@@ -240,11 +312,21 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     quirks_for(config.variant)
     if config.stage not in STAGES:
         raise ValueError(f"config.stage must be one of {STAGES}, got {config.stage!r}")
-    if config.get("semantic_weight", 0.0) != 0.0:
+    weight = _semantic_weight(config)
+    if weight < 0:
+        raise ValueError(f"config.semantic_weight must be >= 0, got {weight}")
+    if weight > 0 and config.stage != "FS":
         raise ValueError(
-            "config.semantic_weight is reserved: the semantic loss of stage FS is not "
-            "implemented yet (the release trains with weight 0.0, REFERENCE.md quirk 5)"
+            f"config.semantic_weight applies to stage FS only (config.stage is {config.stage!r})"
         )
+    if weight > 0 and not config.get("segmentation_checkpoint", ""):
+        raise ValueError(
+            "config.semantic_weight > 0 needs config.segmentation_checkpoint: a BiSeNet .pth "
+            "(SeAFusion's model_final.pth) or a folder trained with configs/segmentation.py "
+            "(WORKDIR/best); --config.semantic_weight=0 trains as the release (no semantic term)"
+        )
+    if config.stage == "segmentation":
+        segmentation.check_config(config)
     if config.batch_size % jax.process_count():
         raise ValueError(
             f"config.batch_size ({config.batch_size}) must be a multiple of the number of "
@@ -262,6 +344,10 @@ def check_config(config: ml_collections.ConfigDict) -> None:
         raise ValueError("config.misalign.frame_size must be -1 or >= config.crop_size")
 
 
+def _semantic_weight(config: ml_collections.ConfigDict) -> float:
+    return float(config.get("semantic_weight", 0.0))
+
+
 def _frame_size(config: ml_collections.ConfigDict) -> int:
     """Side of the crops the data pipeline makes (the misalignment frame in stage RF)."""
     frame = config.misalign.frame_size if config.stage == "RF" else -1
@@ -269,17 +355,25 @@ def _frame_size(config: ml_collections.ConfigDict) -> int:
 
 
 def _step_function(config: ml_collections.ConfigDict, optimizer: optax.GradientTransformation):
-    """The stage's step `(state, batch) -> (state, metrics)`, its keyword arguments bound."""
+    """The stage's step `(state, batch, frozen) -> (state, metrics)`, its keyword arguments
+    bound; frozen is the segmentation network's variables (stage FS with a semantic term) or
+    None."""
     if config.stage == "FS":
-        return functools.partial(fs_step, variant=config.variant, optimizer=optimizer)
+        return functools.partial(
+            fs_step,
+            variant=config.variant,
+            optimizer=optimizer,
+            semantic_weight=_semantic_weight(config),
+        )
     frame_size = _frame_size(config)
     misalign = MisalignConfig(
         **_misalign_kwargs(config),
         crop_size=config.crop_size if frame_size > config.crop_size else None,
     )
-    return functools.partial(
+    step = functools.partial(
         rf_step, variant=config.variant, optimizer=optimizer, misalign=misalign
     )
+    return lambda state, batch, frozen: step(state, batch)
 
 
 def _misalign_kwargs(config: ml_collections.ConfigDict) -> dict:
@@ -307,17 +401,15 @@ def _restore_or_create(
     config: ml_collections.ConfigDict,
     checkpoints: RunCheckpoints,
     iterator: object,
-    optimizer: optax.GradientTransformation,
+    task: Task,
     mesh: jax.sharding.Mesh,
 ) -> TrainState:
     """The newest checkpoint's state (the iterator moved to its position), else a fresh one."""
-    create = functools.partial(
-        create_train_state, variant=config.variant, optimizer=optimizer, seed=config.seed
-    )
     if checkpoints.latest_step() is not None:
         rep = mesh_lib.replicated(mesh)
         template = jax.tree_util.tree_map(
-            lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=rep), jax.eval_shape(create)
+            lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=rep),
+            jax.eval_shape(lambda: task.create_state(None)),
         )
         changed = config_differences(checkpoints.saved_config() or {}, config.to_dict())
         if changed:
@@ -332,7 +424,7 @@ def _restore_or_create(
             ) from error
         logger.info("resumed from the checkpoint of step %d", int(state.step))
         return state
-    state = create(init_variables=load_init_variables(config.init_checkpoint, config.variant))
+    state = task.create_state(task.init_variables())
     return mesh_lib.replicate(state, mesh)
 
 
@@ -367,15 +459,23 @@ def _save(
     iterator: object,
     config_dict: dict,
     config: ml_collections.ConfigDict,
+    task: Task,
 ) -> None:
     checkpoints.save(state, iterator, config_dict)
-    metadata = {
-        "variant": config.variant,
+    variables, metadata = task.export(state)
+    export_model(workdir, variables, _export_metadata(metadata, state, workdir, config))
+
+
+def _export_metadata(
+    metadata: dict, state: TrainState, workdir: Path, config: ml_collections.ConfigDict
+) -> dict:
+    """The task's export metadata with the step, the stage and where it comes from."""
+    return {
+        **metadata,
         "step": int(state.step),
         "stage": config.stage,
         "source": f"superfusion-jax training, {workdir}",
     }
-    export_model(workdir, _variables(state), metadata)
 
 
 def nonfinite_message(metrics: dict, step: int, latest_checkpoint: int | None) -> str:

@@ -90,17 +90,19 @@ def shard_batch(batch: Any, mesh: Mesh) -> Any:
     )
 
 
-def jit_step(step_fn: Callable, mesh: Mesh) -> Callable:
-    """Jit `step_fn(state, batch) -> (state, metrics)` for the mesh: state in and out
-    replicated (and donated), batch sharded on its first axis, metrics replicated.
+def jit_step(step_fn: Callable, mesh: Mesh, *, extra_args: int = 0) -> Callable:
+    """Jit `step_fn(state, batch, *extra) -> (state, metrics)` for the mesh: state in and out
+    replicated (and donated), batch sharded on its first axis, the `extra_args` further
+    arguments (e.g. a frozen network's variables) replicated, metrics replicated.
 
     Bind the step's keyword arguments first, e.g. `functools.partial(rf_step, variant=...,
-    optimizer=...)`; pass the state through `replicate` and the batch through `shard_batch`.
+    optimizer=...)`; pass the state (and extra arguments) through `replicate` and the batch
+    through `shard_batch`.
     """
     rep = replicated(mesh)
     return jax.jit(
         step_fn,
-        in_shardings=(rep, batch_sharded(mesh)),
+        in_shardings=(rep, batch_sharded(mesh), *([rep] * extra_args)),
         out_shardings=(rep, rep),
         donate_argnums=0,
     )

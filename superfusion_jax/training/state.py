@@ -1,4 +1,5 @@
-"""The training state: SuperFusion variables, optimiser state, step counter and PRNG key."""
+"""The training state: model variables (SuperFusion's, or the segmentation network's), optimiser
+state, step counter and PRNG key."""
 
 from __future__ import annotations
 
@@ -22,9 +23,10 @@ class TrainState:
     """Everything a training step reads and writes (a pytree; orbax can save it as is).
 
     step: int32 scalar, number of completed updates.
-    params: {'dense_matcher': ..., 'fusion_net': ...} float32 (the `params` collection).
-    batch_stats: BatchNorm running statistics of the DenseMatcher ('mean', 'var',
-      'num_batches_tracked').
+    params: {'dense_matcher': ..., 'fusion_net': ...} float32 (the `params` collection); for the
+      segmentation task BiSeNet's params.
+    batch_stats: BatchNorm running statistics of the DenseMatcher (or of BiSeNet) ('mean',
+      'var', 'num_batches_tracked').
     opt_state: the state of `make_optimizer`'s transformation.
     rng: uint32 (2,), raw key data of a threefry2x32 key (`rng_key` wraps it); the steps derive
       their randomness from (rng, step) and never change it.
@@ -64,6 +66,15 @@ def create_train_state(
     training PRNG key is derived from `seed` independently of the initialisation.
     """
     variables = fresh_variables(variant, seed) if init_variables is None else init_variables
+    return state_from_variables(variables, optimizer=optimizer, seed=seed)
+
+
+def state_from_variables(
+    variables: dict, *, optimizer: optax.GradientTransformation, seed: int
+) -> TrainState:
+    """A step-0 state holding copies of `variables` ({'params', 'batch_stats'} of any Flax model,
+    numpy or JAX arrays; params cast to float32), `optimizer.init(params)` and the training PRNG
+    key derived from `seed` (independently of how the variables were initialised)."""
     if set(variables) != {"params", "batch_stats"}:
         raise ValueError(
             f"init_variables must hold 'params' and 'batch_stats', got {sorted(variables)}"

@@ -2,12 +2,14 @@
 
 Stage RF (registration + fusion) trains both networks on synthetically misaligned pairs
 (`train_forward_RF` + `backward_RF`); stage FS (fusion + semantics) trains FusionNet alone on
-aligned pairs (`train_forward_FS` + `backward_FS`, semantic weight 0 in the release).
+aligned pairs (`train_forward_FS` + `backward_FS`; its semantic term, weight 0 in the release, is
+`semantic_weight` here, computed with a frozen segmentation network passed as an argument).
 
 Batches are dicts of NHWC float32 arrays in [0, 1]: `ir`, `vi` (B, H, W, 3) aligned (the infrared
 image as grey repeated three times); stage RF adds `ir_warp`, `vi_warp` (B, H, W, 3), both warped
 by one ground-truth field per example, and `disp` (B, H, W, 2), that field in the release's
-normalised units (align_corners=True base grid, see `data.misalign`), whatever the variant.
+normalised units (align_corners=True base grid, see `data.misalign`), whatever the variant;
+stage FS with a semantic term needs `label` (B, H, W) int class ids.
 
 Every function is pure. Jit a step with its keyword arguments bound, e.g.
 `jax.jit(functools.partial(rf_step, variant='faithful', optimizer=tx), donate_argnums=0)`
@@ -26,6 +28,8 @@ import optax
 from superfusion_jax.data.misalign import misalign_pair
 from superfusion_jax.losses.fusion import fs_losses
 from superfusion_jax.losses.registration import rf_losses, valid_masks
+from superfusion_jax.losses.semantic import semantic_loss
+from superfusion_jax.models.bisenet import BiSeNet
 from superfusion_jax.models.superfusion import SuperFusion
 from superfusion_jax.models.variants import quirks_for
 from superfusion_jax.ops.color import rgb_to_ycbcr, ycbcr_to_rgb
@@ -169,19 +173,36 @@ def _apply_gradients(
     optimizer: optax.GradientTransformation,
     trained: Iterable[str],
 ) -> tuple[TrainState, dict]:
-    """One optimiser update of the `trained` networks, or none if anything is not finite.
+    """One optimiser update of the `trained` SuperFusion networks (`guarded_update`).
 
     grads: full params-shaped gradients (zeros for untrained networks). Metrics: `terms`, the
     global gradient norm of each trained network before clipping (`grad_norm_<network>`) and
-    `nonfinite`; when it is True the input state is returned unchanged.
+    `nonfinite`.
     """
     trained = tuple(trained)
     norms = {f"grad_norm_{name}": optax.global_norm(grads[name]) for name in trained}
-    checked = [*terms.values(), *norms.values()]
+    frozen = [name for name in NETWORKS if name not in trained]
+    return guarded_update(state, grads, batch_stats, {**terms, **norms}, optimizer, frozen)
+
+
+def guarded_update(
+    state: TrainState,
+    grads: dict,
+    batch_stats: dict,
+    metrics: dict,
+    optimizer: optax.GradientTransformation,
+    frozen: Iterable[str] = (),
+) -> tuple[TrainState, dict]:
+    """Apply `optimizer` to `grads` (params-shaped), or nothing if a metric is not finite.
+
+    The networks named in `frozen` (top-level keys of params) keep their params and optimiser
+    state (`keep_subnetworks`). Returns (new state with step + 1 and `batch_stats`, metrics
+    plus `nonfinite`); when `nonfinite` is True the input state is returned unchanged.
+    """
+    checked = list(metrics.values())
     nonfinite = jnp.logical_not(jnp.all(jnp.stack([jnp.all(jnp.isfinite(v)) for v in checked])))
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
-    frozen = [name for name in NETWORKS if name not in trained]
     params, opt_state = keep_subnetworks(state.opt_state, opt_state, state.params, params, frozen)
     new_state = state.replace(
         step=state.step + 1, params=params, batch_stats=batch_stats, opt_state=opt_state
@@ -189,7 +210,7 @@ def _apply_gradients(
     new_state = jax.tree_util.tree_map(
         lambda old, new: jnp.where(nonfinite, old, new), state, new_state
     )
-    return new_state, {**terms, **norms, "nonfinite": nonfinite}
+    return new_state, {**metrics, "nonfinite": nonfinite}
 
 
 def rf_step_on_warped(
@@ -250,31 +271,70 @@ def fs_forward(params: dict, batch: dict, *, variant: str) -> dict:
     }
 
 
-def fs_loss_fn(params: dict, batch: dict, *, variant: str) -> tuple[Array, dict]:
-    """Stage-FS loss of the release without its semantic term (`backward_FS`, released weight 0).
+def apply_segmenter(variables: dict, images: Array) -> tuple[Array, Array]:
+    """The segmentation network (`models.bisenet.BiSeNet`) in eval mode (running statistics).
 
-    params: SuperFusion params (only 'fusion_net' is used); batch: `ir`, `vi` (B, H, W, 3).
-    Returns (loss_total = 10 · loss_fus, terms of `fs_losses`: loss_intensity, loss_ssim,
-    loss_grad, loss_fus, loss_total). A semantic term belongs here: add its weighted value to
-    loss_total and its terms to the dict, computed from `fs_forward`'s `fused_rgb`.
+    variables: its {'params', 'batch_stats'} (the number of classes is read from the head's
+    kernel); images: (B, H, W, 3) RGB in [0, 1]. Returns (main, aux) logits (B, H, W, classes).
+    """
+    num_classes = variables["params"]["conv_out"]["conv_out"]["kernel"].shape[-1]
+    return BiSeNet(num_classes).apply(variables, images)
+
+
+def fs_loss_fn(
+    params: dict,
+    batch: dict,
+    segmenter: dict | None = None,
+    *,
+    variant: str,
+    semantic_weight: float = 0.0,
+) -> tuple[Array, dict]:
+    """Stage-FS loss (`backward_FS`): 10 · loss_fus + semantic_weight · loss_semantic.
+
+    params: SuperFusion params (only 'fusion_net' is used); batch: `ir`, `vi` (B, H, W, 3) and,
+    with a semantic term, `label` (B, H, W) int class ids. segmenter: the frozen segmentation
+    network's variables (`apply_segmenter`), needed when semantic_weight > 0; it segments
+    `fs_forward`'s `fused_rgb` and `losses.semantic.semantic_loss` (Lovasz-Softmax of the main
+    head + 0.25 · of the auxiliary head) scores it against the labels. The release multiplies
+    that term by 0.0 (semantic_weight 0: the term is not computed).
+    Returns (loss_total, terms of `fs_losses`: loss_intensity, loss_ssim, loss_grad, loss_fus,
+    loss_total, plus loss_semantic when semantic_weight > 0).
     """
     out = fs_forward(params, batch, variant=variant)
     terms = fs_losses(out["ir_y"], out["vi_y"], out["fused_y"])
+    if semantic_weight:
+        if segmenter is None or "label" not in batch:
+            raise ValueError("a semantic term needs the segmenter's variables and batch['label']")
+        main, aux = apply_segmenter(segmenter, out["fused_rgb"])
+        loss_semantic = semantic_loss(main, aux, batch["label"])
+        total = terms["loss_total"] + semantic_weight * loss_semantic
+        terms = {**terms, "loss_semantic": loss_semantic, "loss_total": total}
     return terms["loss_total"], terms
 
 
 def fs_step(
-    state: TrainState, batch: dict, *, variant: str, optimizer: optax.GradientTransformation
+    state: TrainState,
+    batch: dict,
+    segmenter: dict | None = None,
+    *,
+    variant: str,
+    optimizer: optax.GradientTransformation,
+    semantic_weight: float = 0.0,
 ) -> tuple[TrainState, dict]:
     """One stage-FS update (`update_FS`): FusionNet only; the DenseMatcher's params, its optimiser
     state and the BatchNorm statistics are untouched.
 
-    batch: `ir`, `vi` (B, H, W, 3) aligned. Returns (new state, metrics): the `fs_loss_fn`
-    terms, `grad_norm_fusion_net` (before clipping) and `nonfinite`.
+    batch: `ir`, `vi` (B, H, W, 3) aligned (+ `label` (B, H, W) with a semantic term);
+    segmenter, semantic_weight: see `fs_loss_fn` (the segmenter is frozen: an argument, never
+    updated). Returns (new state, metrics): the `fs_loss_fn` terms, `grad_norm_fusion_net`
+    (before clipping) and `nonfinite`.
     """
 
     def loss(fusion_params: dict) -> tuple[Array, dict]:
-        return fs_loss_fn({**state.params, "fusion_net": fusion_params}, batch, variant=variant)
+        params = {**state.params, "fusion_net": fusion_params}
+        return fs_loss_fn(
+            params, batch, segmenter, variant=variant, semantic_weight=semantic_weight
+        )
 
     (_, terms), fusion_grads = jax.value_and_grad(loss, has_aux=True)(state.params["fusion_net"])
     grads = {

@@ -1,6 +1,8 @@
 """evaluate.py end to end, as a subprocess: folders mode on real MSRS test pairs (SeAFusion's
 fused images from shared/data/msrs_test/fused_seafusion), damaged and missing files, usage
-errors, and model mode with an untrained model on pairs cropped small (slow)."""
+errors, segmentation mIoU on labelled synthetic pairs (a random BiSeNet: the numbers are checked
+against a direct computation, not for quality), and model mode with an untrained model on pairs
+cropped small (slow)."""
 
 import json
 import os
@@ -13,8 +15,14 @@ import pytest
 import scipy.io
 from PIL import Image
 
+from superfusion_jax.checkpoint import save_model
+from superfusion_jax.data.synthetic import SyntheticPairs
 from superfusion_jax.evaluation import report
+from superfusion_jax.evaluation.segmentation_metrics import MSRS_CLASSES, ConfusionAccumulator
 from superfusion_jax.io.ground_truth import read_flow_mat
+from superfusion_jax.io.images import read_image
+from superfusion_jax.models.bisenet import BiSeNet
+from superfusion_jax.training.segmentation import fresh_variables
 from tests.conftest import MSRS, REPO, require
 
 NAMES = ["00004N", "00055D", "00091D"]
@@ -122,6 +130,80 @@ def test_usage_errors_are_one_clear_message(args, message):
     assert message in run.stderr and "Traceback" not in run.stderr
 
 
+# --- segmentation -----------------------------------------------------------------------------
+
+
+def _segmenter(path):
+    """A random segmentation network as a configs/segmentation.py folder; returns its variables."""
+    variables = fresh_variables(len(MSRS_CLASSES), seed=0)
+    save_model(path, variables, {"variant": "bisenet", "model": "bisenet"})
+    return variables
+
+
+def _png(array, path):
+    Image.fromarray(np.round(np.clip(array, 0, 1) * 255).astype(np.uint8)).save(path)
+
+
+@pytest.fixture
+def labelled(tmp_path):
+    """MSRS layout of 3 synthetic 64 x 64 scenes: ir/, vi/, label/ and two 'methods' whose
+    fused images are copies of vi and of ir."""
+    source = SyntheticPairs(3, 64, 64, seed=5)
+    for sub in ("ir", "vi", "label", "vi_copy", "ir_copy"):
+        (tmp_path / sub).mkdir()
+    for i in range(3):
+        record, name = source[i], f"scene{i}"
+        _png(record["ir"][..., 0], tmp_path / "ir" / f"{name}.png")
+        _png(record["ir"][..., 0], tmp_path / "ir_copy" / f"{name}.png")
+        _png(record["vi"], tmp_path / "vi" / f"{name}.png")
+        _png(record["vi"], tmp_path / "vi_copy" / f"{name}_fused.png")
+        Image.fromarray(record["label"].astype(np.uint8)).save(tmp_path / "label" / f"{name}.png")
+    return tmp_path
+
+
+def test_folders_mode_segmentation_of_sources_and_fused_images(labelled):
+    variables = _segmenter(labelled / "seg")
+    (labelled / "label" / "scene2.png").unlink()  # no label: the pair is skipped
+    out = labelled / "out"
+    args = [
+        "--mode=folders",
+        f"--fused={labelled / 'vi_copy'}",
+        f"--fused={labelled / 'ir_copy'}",
+        f"--ir={labelled / 'ir'}",
+        f"--vi={labelled / 'vi'}",
+        f"--out={out}",
+        f"--segmentation_checkpoint={labelled / 'seg'}",
+        CHEAP,
+    ]
+    refused = _evaluate(*args, f"--labels={labelled / 'nowhere'}")
+    assert refused.returncode == 2 and "needs label images" in refused.stderr
+    run = _evaluate(*args)  # labels: label/ next to --vi
+    assert run.returncode == 1, run.stderr
+    assert "skipped scene2: no image named scene2 in" in run.stderr
+
+    names, per_image = report.read_per_image_csv(out / "segmentation_per_image.csv")
+    assert names == ["scene0", "scene1"]
+    assert list(per_image) == ["vi", "ir", "vi_copy", "ir_copy"]
+    for source, copy in (("vi", "vi_copy"), ("ir", "ir_copy")):
+        np.testing.assert_array_equal(per_image[source]["miou"], per_image[copy]["miou"])
+    summary = json.loads((out / "summary.json").read_text())["segmentation"]
+    assert summary["classes"] == list(MSRS_CLASSES)
+    # the data-set IoU recomputed here, from the images as evaluate.py reads them
+    for kind in ("vi", "ir"):
+        accumulator = ConfusionAccumulator()
+        for name in names:
+            image = read_image(labelled / kind / f"{name}.png")[None]
+            main, _ = BiSeNet(len(MSRS_CLASSES)).apply(variables, image)
+            label = np.asarray(Image.open(labelled / "label" / f"{name}.png"), np.int32)
+            accumulator.update(label[None], np.argmax(main, axis=-1))
+        assert summary[kind]["miou"] == pytest.approx(accumulator.mean_iou(), abs=1e-12)
+        np.testing.assert_array_equal(summary[kind]["confusion"], accumulator.confusion)
+    assert summary["vi"]["confusion"] != summary["ir"]["confusion"]
+    table = (out / "summary.md").read_text()
+    assert "## segmentation (IoU %" in table and "| method | mIoU | unlabelled | car |" in table
+    assert f"| vi_copy | {100 * summary['vi']['miou']:.2f} |" in table
+
+
 # --- model mode -------------------------------------------------------------------------------
 
 
@@ -152,8 +234,19 @@ def test_model_mode_with_an_untrained_model(tmp_path):
     identity = _cropped_msrs(data, NAMES[:2], top=200, left=280, h=64, w=80)
     for sub in ("ir", "vi", "ir_warp"):  # a third pair without ground truth
         shutil.copy(data / sub / f"{NAMES[0]}.png", data / sub / "nogt.png")
+    (data / "label").mkdir()
+    for name in NAMES[:2]:  # labels: warm infrared pixels are 'person'
+        ir = np.asarray(Image.open(data / "ir" / f"{name}.png").convert("L"))
+        Image.fromarray((2 * (ir > 128)).astype(np.uint8)).save(data / "label" / f"{name}.png")
+    _segmenter(tmp_path / "seg")
     out = tmp_path / "out"
-    args = ["--mode=model", f"--data={data}", f"--out={out}", CHEAP]
+    args = [
+        "--mode=model",
+        f"--data={data}",
+        f"--out={out}",
+        CHEAP,
+        f"--segmentation_checkpoint={tmp_path / 'seg'}",
+    ]
     refused = _evaluate(*args)
     assert refused.returncode == 2 and "--allow_untrained" in refused.stderr
     run = _evaluate(*args, "--allow_untrained")
@@ -176,6 +269,12 @@ def test_model_mode_with_an_untrained_model(tmp_path):
     ]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["variant"] == "faithful" and summary["skipped"][0]["name"] == "nogt"
+    segmentation = summary["segmentation"]
+    assert list(segmentation) == ["classes", "vi", "ir", "register_and_fuse", "fuse_aligned"]
+    for row in list(segmentation)[1:]:  # every labelled pixel counted once per image kind
+        assert np.sum(segmentation[row]["confusion"]) == 2 * 64 * 80
+    seg_names, _ = report.read_per_image_csv(out / "segmentation_per_image.csv")
+    assert seg_names == NAMES[:2]
     assert (out / "plots" / "registration_epe_mean_px.png").is_file()
     with Image.open(out / "cases.png") as image:
         assert image.width > 7 * 80  # seven pictures per case
