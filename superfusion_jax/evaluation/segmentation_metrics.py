@@ -15,19 +15,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from superfusion_jax.data.synthetic import MSRS_CLASSES  # the one list of the 9 MSRS classes
+
 Array = jax.Array
 
-MSRS_CLASSES = (
-    "unlabelled",
-    "car",
-    "person",
-    "bike",
-    "curve",
-    "car_stop",
-    "guardrail",
-    "color_cone",
-    "bump",
-)
 IGNORE_INDEX = 255
 
 
