@@ -39,6 +39,7 @@ from absl import app, flags
 from absl import logging as absl_logging
 from tqdm import tqdm
 
+from superfusion_jax import weights
 from superfusion_jax.evaluation import plots, report
 from superfusion_jax.evaluation import registration_metrics as rm
 from superfusion_jax.evaluation.fusion_presets import PRESETS, compute_fusion_metrics
@@ -55,7 +56,9 @@ PROG = "evaluate.py"
 
 _MODE = flags.DEFINE_enum("mode", None, ["model", "folders"], "What to evaluate.")
 _OUT = flags.DEFINE_string("out", "evaluation", "Output folder (created).")
-_CHECKPOINT = flags.DEFINE_string("checkpoint", None, "model: checkpoint folder.")
+_CHECKPOINT = flags.DEFINE_string(
+    "checkpoint", None, "model: checkpoint folder (default: the model shipped with the package)."
+)
 _ALLOW_UNTRAINED = flags.DEFINE_bool(
     "allow_untrained", False, "model: without --checkpoint, use random weights (meaningless)."
 )
@@ -162,7 +165,9 @@ def _load_segmenter(labels: Path | None, default_flag: str) -> Segmenter | None:
             f"--segmentation_checkpoint needs label images: {labels} is not a folder "
             f"({default_flag})"
         )
-    from superfusion_jax.training.segmentation import class_names, load_segmenter, num_classes_of
+    from superfusion_jax.evaluation.segmentation_metrics import class_names
+    from superfusion_jax.models.bisenet import num_classes_of
+    from superfusion_jax.training.segmentation import load_segmenter
 
     try:
         variables = load_segmenter(_SEGMENTATION.value)
@@ -296,10 +301,10 @@ def _model_job() -> Job:
     for sub in ("ir_warp", "vi", "ir", "flow"):
         if not (data / sub).is_dir():
             raise UsageError(f"--data={data} has no {sub}/ folder (MSRS test layout expected)")
-    if _CHECKPOINT.value is None and not _ALLOW_UNTRAINED.value:
+    if _CHECKPOINT.value is None and not _ALLOW_UNTRAINED.value and not weights.available():
         raise UsageError(
-            "--mode=model needs --checkpoint=FOLDER (or --allow_untrained for random weights, "
-            "whose results are meaningless)"
+            "--mode=model needs --checkpoint=FOLDER: this installation ships no model (or "
+            "--allow_untrained for random weights, whose results are meaningless)"
         )
     if _RANK_BY.value is not None and _RANK_BY.value not in rm.METRIC_NAMES:
         raise UsageError(f"--rank_by in --mode=model is one of {', '.join(rm.METRIC_NAMES)}")
@@ -382,7 +387,7 @@ def _model_job() -> Job:
 
     meta = {
         "data": str(data),
-        "checkpoint": _CHECKPOINT.value,
+        "checkpoint": _CHECKPOINT.value or f"shipped model '{weights.DEFAULT}'",
         "variant": pipeline.variant,
         "methods": {
             "registration": {
@@ -405,10 +410,13 @@ def _model_job() -> Job:
 def _load_pipeline():
     from superfusion_jax.inference import Pipeline
 
-    if _CHECKPOINT.value is None:
+    if _CHECKPOINT.value is None and _ALLOW_UNTRAINED.value:
         tqdm.write(f"{PROG}: WARNING: untrained model (random weights)", file=sys.stderr)
         return Pipeline.untrained()
     try:
+        if _CHECKPOINT.value is None:
+            tqdm.write(f"{PROG}: using the shipped model '{weights.DEFAULT}'", file=sys.stderr)
+            return Pipeline.pretrained()
         return Pipeline.from_checkpoint(_CHECKPOINT.value)
     except (FileNotFoundError, ValueError) as error:
         raise UsageError(f"--checkpoint: {error}") from error

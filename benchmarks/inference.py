@@ -5,7 +5,9 @@
 
 Uses the parity weights when ../shared is present (else random weights: same cost). FLOPs are
 XLA's own count of the compiled program; peak memory is the process's maximum resident set
-(CPU) or the device's peak bytes in use (GPU/TPU), both including everything before the call.
+(CPU) or the device's peak bytes in use (GPU/TPU), both including everything before the call;
+XLA buffers is what the compiled program itself allocates (arguments, outputs and temporaries,
+from its memory analysis), the figure that decides whether a size fits on an accelerator.
 """
 
 from __future__ import annotations
@@ -64,6 +66,10 @@ def main() -> None:
         cost = compiled.cost_analysis()
         cost = cost[0] if isinstance(cost, list) else cost
         flops = float(cost.get("flops", float("nan")))
+        memory = compiled.memory_analysis()
+        buffers = sum(
+            getattr(memory, f"{kind}_size_in_bytes", 0) for kind in ("argument", "output", "temp")
+        )
         jax.block_until_ready(compiled(pipe.variables, ir, vi))  # warm-up
         times = []
         for _ in range(args.repeats):
@@ -76,7 +82,7 @@ def main() -> None:
             f"{min(times) / args.batch * 1e3:.1f})  compile {compile_s:5.1f} s  "
             f"{flops / 1e9 / args.batch:6.1f} GFLOP/pair  "
             f"{flops / 1e9 / statistics.median(times):6.1f} GFLOP/s  "
-            f"peak mem {peak_memory_mb():7.0f} MB"
+            f"peak mem {peak_memory_mb():7.0f} MB  XLA buffers {buffers / 2**20:7.0f} MB"
         )
 
 

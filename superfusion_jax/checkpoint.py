@@ -3,8 +3,9 @@
 A checkpoint is a directory:
 - `variables/`: an orbax (StandardCheckpointer) pytree {'params': ..., 'batch_stats': ...} of the
   `SuperFusion` Flax module;
-- `metadata.json`: {'format': 'superfusion-jax', 'version': 1, 'variant': 'faithful'|'corrected',
-  ...provenance (source file, epoch, step)}.
+- `metadata.json`: {'format': 'superfusion-jax', 'version': 1, 'model': 'superfusion'|'bisenet',
+  ...provenance (source file, epoch, step)}; a SuperFusion model also names its 'variant'
+  ('faithful'|'corrected'); the segmentation network (`training.segmentation`) has none.
 
 The weights shipped inside the package use a single-file form of the same content
 (`save_flat` / `load_flat`): one `.npz` whose keys are the '/'-joined paths of the variables
@@ -24,14 +25,35 @@ from flax import traverse_util
 
 FORMAT = "superfusion-jax"
 VERSION = 1
+# metadata 'model': the registration + fusion network, or the segmentation network
+SUPERFUSION = "superfusion"
+BISENET = "bisenet"
 _METADATA_KEY = "__metadata__"
 
 
+def model_name(metadata: dict[str, Any]) -> str:
+    """The network a checkpoint holds (folders written before 'model' existed hold SuperFusion)."""
+    return metadata.get("model", SUPERFUSION)
+
+
+def _full_metadata(metadata: dict[str, Any]) -> dict[str, Any]:
+    """`metadata` with format, version and model filled in; SuperFusion must name its variant."""
+    if model_name(metadata) == SUPERFUSION and "variant" not in metadata:
+        raise ValueError("checkpoint metadata of a SuperFusion model must name its 'variant'")
+    return {"format": FORMAT, "version": VERSION, "model": model_name(metadata), **metadata}
+
+
+def _check_model(metadata: dict[str, Any], model: str | None, where: Path) -> None:
+    found = model_name(metadata)
+    if model is not None and found != model:
+        raise ValueError(f"{where} holds a {found!r} network, not a {model!r} one")
+
+
 def save_model(directory: str | Path, variables: dict, metadata: dict[str, Any]) -> Path:
-    """Write `variables` ({'params', 'batch_stats'}) and `metadata` (must name 'variant')."""
+    """Write `variables` ({'params', 'batch_stats'}) and `metadata` ('model', default
+    'superfusion', which must name its 'variant')."""
     directory = Path(directory).absolute()
-    if "variant" not in metadata:
-        raise ValueError("checkpoint metadata must name the model 'variant'")
+    meta = _full_metadata(metadata)
     if (directory / "variables").exists():
         raise FileExistsError(f"{directory} already holds a checkpoint; choose a new folder")
     directory.mkdir(parents=True, exist_ok=True)
@@ -39,13 +61,28 @@ def save_model(directory: str | Path, variables: dict, metadata: dict[str, Any])
     checkpointer = ocp.StandardCheckpointer()
     checkpointer.save(directory / "variables", tree)
     checkpointer.wait_until_finished()
-    meta = {"format": FORMAT, "version": VERSION, **metadata}
     (directory / "metadata.json").write_text(json.dumps(meta, indent=1, default=str))
     return directory
 
 
-def load_model(directory: str | Path) -> tuple[dict, dict[str, Any]]:
-    """Read a checkpoint directory; returns (variables as numpy pytree, metadata)."""
+def load_model(
+    directory: str | Path, model: str | None = SUPERFUSION
+) -> tuple[dict, dict[str, Any]]:
+    """Read a checkpoint directory; returns (variables as numpy pytree, metadata).
+
+    model: the network the folder must hold ('superfusion', 'bisenet'; None accepts any);
+    another one is a ValueError naming what the folder holds.
+    """
+    directory = Path(directory).absolute()
+    meta = read_metadata(directory)
+    _check_model(meta, model, directory)
+    variables = ocp.StandardCheckpointer().restore(directory / "variables")
+    return jax.tree_util.tree_map(np.asarray, variables), meta
+
+
+def read_metadata(directory: str | Path) -> dict[str, Any]:
+    """The metadata of checkpoint folder `directory` (no variables read); ValueError when the
+    folder is not a superfusion-jax checkpoint."""
     directory = Path(directory).absolute()
     meta_path = directory / "metadata.json"
     if not directory.is_dir():
@@ -58,17 +95,14 @@ def load_model(directory: str | Path) -> tuple[dict, dict[str, Any]]:
     meta = json.loads(meta_path.read_text())
     if meta.get("format") != FORMAT:
         raise ValueError(f"{meta_path}: unknown checkpoint format {meta.get('format')!r}")
-    variables = ocp.StandardCheckpointer().restore(directory / "variables")
-    return jax.tree_util.tree_map(np.asarray, variables), meta
+    return meta
 
 
 def save_flat(path: str | Path, variables: dict, metadata: dict[str, Any]) -> Path:
-    """Write `variables` and `metadata` (must name 'variant') as one compressed `.npz` file."""
+    """Write `variables` and `metadata` (as `save_model`) as one compressed `.npz` file."""
     path = Path(path)
-    if "variant" not in metadata:
-        raise ValueError("checkpoint metadata must name the model 'variant'")
+    meta = _full_metadata(metadata)
     flat = traverse_util.flatten_dict(jax.tree_util.tree_map(np.asarray, dict(variables)), sep="/")
-    meta = {"format": FORMAT, "version": VERSION, **metadata}
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("wb") as file:
         np.savez_compressed(
@@ -77,8 +111,9 @@ def save_flat(path: str | Path, variables: dict, metadata: dict[str, Any]) -> Pa
     return path
 
 
-def load_flat(path: str | Path) -> tuple[dict, dict[str, Any]]:
-    """Read a file written by `save_flat`; returns (variables as numpy pytree, metadata)."""
+def load_flat(path: str | Path, model: str | None = SUPERFUSION) -> tuple[dict, dict[str, Any]]:
+    """Read a file written by `save_flat`; returns (variables as numpy pytree, metadata).
+    model: as in `load_model`."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"weights file {path} does not exist")
@@ -92,4 +127,5 @@ def load_flat(path: str | Path) -> tuple[dict, dict[str, Any]]:
     meta = json.loads(str(arrays.pop(_METADATA_KEY)))
     if meta.get("format") != FORMAT:
         raise ValueError(f"{path}: unknown checkpoint format {meta.get('format')!r}")
+    _check_model(meta, model, path)
     return traverse_util.unflatten_dict(arrays, sep="/"), meta

@@ -112,12 +112,18 @@ folders. The direction follows --from:
                   only kind holding optimiser state (--include-optimizer). Checkpoints of
                   variant 'corrected' are refused: the official code cannot run them.
 
+The segmentation network (BiSeNet, SeAFusion's plain state_dict such as its
+model_final.pth) converts the same way both directions; it is recognised from the
+file's keys or the folder, and exported as weights only.
+
 Reading or writing .pth files needs PyTorch (pip install 'superfusion-jax[torch]').
 
 examples:
   superfusion convert --from MSRS.pth --to checkpoints/msrs
   superfusion convert --from runs/demo/model --to demo.pth
-  superfusion convert --from runs/demo/checkpoints/150 --to demo.pth --include-optimizer"""
+  superfusion convert --from runs/demo/checkpoints/150 --to demo.pth --include-optimizer
+  superfusion convert --from model_final.pth --to checkpoints/bisenet
+  superfusion convert --from runs/segmentation/best --to bisenet.pth"""
 
 _UNTRAINED_WARNING = (
     f"{PROG}: WARNING: --untrained: the network weights are random, so every output is meaningless."
@@ -262,58 +268,28 @@ def _positive_int(text: str) -> int:
 
 def _convert(args: argparse.Namespace) -> int:
     """Import (--from a file) or export (--from a folder)."""
-    if Path(args.src).is_dir():
-        return _export(args)
-    export_only = [
-        flag
-        for flag, value in (
-            ("--include-optimizer", args.include_optimizer),
-            ("--bare", args.bare),
-            ("--epoch", args.epoch is not None),
-            ("--allow-variant-mismatch", args.allow_variant_mismatch),
-        )
-        if value
-    ]
-    if export_only:
-        raise UsageError(
-            f"{', '.join(export_only)}: export options, for --from a checkpoint folder; "
-            f"{args.src} is not a folder"
-        )
-    from superfusion_jax.convert.official import convert
+    from superfusion_jax.convert.commands import EXPORT_FLAGS, export_folder, import_pth
 
+    options = {name: getattr(args, name) for name in EXPORT_FLAGS}
+    notes: tuple[str, ...] = ()
     try:
-        convert(args.src, args.dst)
+        if Path(args.src).is_dir():
+            content, notes = export_folder(args.src, args.dst, **options)
+        else:
+            given = [
+                EXPORT_FLAGS[name] for name, value in options.items() if value not in (None, False)
+            ]
+            if given:
+                raise UsageError(
+                    f"{', '.join(given)}: export options, for --from a checkpoint folder; "
+                    f"{args.src} is not a folder"
+                )
+            content = "checkpoint folder of " + import_pth(args.src, args.dst)
     except (FileNotFoundError, FileExistsError, ValueError, ImportError) as error:
         raise UsageError(str(error)) from error
-    print(f"{PROG} convert: wrote checkpoint {args.dst} (variant faithful) from {args.src}")
-    return 0
-
-
-def _export(args: argparse.Namespace) -> int:
-    from superfusion_jax.convert.export import export
-
-    try:
-        summary = export(
-            args.src,
-            args.dst,
-            include_optimizer=args.include_optimizer,
-            bare=args.bare,
-            allow_variant_mismatch=args.allow_variant_mismatch,
-            epoch=args.epoch,
-        )
-    except (FileNotFoundError, FileExistsError, ValueError, ImportError) as error:
-        raise UsageError(str(error)) from error
-    for note in summary.notes:
+    for note in notes:
         print(f"{PROG} convert: WARNING: {note}", file=sys.stderr)
-    if args.bare:
-        content = f"bare state_dict of the official SuperFusion module, {len(summary.keys)} tensors"
-    else:
-        networks = [k for k in summary.keys if k not in ("ep", "total_it")]
-        content = (
-            f"official checkpoint with {', '.join(networks)}, ep {summary.ep}, "
-            f"total_it {summary.total_it}"
-        )
-    print(f"{PROG} convert: wrote {args.dst}: {content}; from {args.src} ({summary.variant})")
+    print(f"{PROG} convert: wrote {args.dst}: {content}; from {args.src}")
     return 0
 
 

@@ -17,7 +17,6 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,7 +26,7 @@ from flax import traverse_util
 from superfusion_jax.checkpoint import load_model
 from superfusion_jax.convert.official import variable_shapes
 from superfusion_jax.convert.official_keys import NETWORKS, locate, official_keys, to_official
-from superfusion_jax.convert.torch_checkpoints import import_torch
+from superfusion_jax.convert.torch_checkpoints import import_torch, save_pth_atomically
 from superfusion_jax.models.variants import VARIANTS
 from superfusion_jax.training.optimizer import ADAM_BETAS, ADAM_EPS, release_schedule
 
@@ -237,7 +236,7 @@ def export(
                     notes.append(f"{network}_opt: {note}")
         obj["ep"] = int(ep)
         obj["total_it"] = int(source.total_it)
-    _save_atomically(obj, dst)
+    save_pth_atomically(obj, dst)
     return ExportSummary(tuple(obj), source.variant, int(ep), int(source.total_it), tuple(notes))
 
 
@@ -317,16 +316,29 @@ def _check_architecture(flat: dict[str, dict[tuple, Any]]) -> None:
         raise ValueError("\n".join(parts))
 
 
-def _read_training_checkpoint(step_dir: Path) -> ExportSource:
-    """A `RunCheckpoints` step folder: its TrainState (restored as saved) and config."""
+def read_training_config(step_dir: Path) -> dict:
+    """The config (a dict) saved with a `RunCheckpoints` step folder."""
     import orbax.checkpoint as ocp
 
-    config = ocp.Checkpointer(ocp.JsonCheckpointHandler()).restore(step_dir / "config")
+    return dict(ocp.Checkpointer(ocp.JsonCheckpointHandler()).restore(step_dir / "config"))
+
+
+def read_training_state(step_dir: Path) -> dict:
+    """The TrainState of a `RunCheckpoints` step folder, restored as saved (nested dicts)."""
+    import orbax.checkpoint as ocp
+
     state = ocp.StandardCheckpointer().restore(step_dir / "state")
     if not isinstance(state, dict) or not {"params", "batch_stats", "opt_state", "step"} <= set(
         state
     ):
         raise ValueError(f"{step_dir / 'state'} does not hold a superfusion-jax TrainState")
+    return state
+
+
+def _read_training_checkpoint(step_dir: Path) -> ExportSource:
+    """A `RunCheckpoints` step folder: its TrainState (restored as saved) and config."""
+    config = read_training_config(step_dir)
+    state = read_training_state(step_dir)
     if "variant" not in config:
         raise ValueError(f"{step_dir / 'config'} does not name the model variant")
     variables = {"params": state["params"], "batch_stats": state["batch_stats"]}
@@ -366,15 +378,3 @@ def _adam_moments(opt_state: Any, root: str, where: Path) -> AdamMoments:
         return {path: np.asarray(value) for path, value in flat.items()}
 
     return AdamMoments(int(np.asarray(adam["count"])), moments(adam["mu"]), moments(adam["nu"]))
-
-
-def _save_atomically(obj: dict, dst: Path) -> None:
-    """torch.save to a temporary name beside `dst`, then rename (no half-written files)."""
-    torch = import_torch()
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    temporary = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
-    try:
-        torch.save(obj, temporary)
-        os.replace(temporary, dst)
-    finally:
-        temporary.unlink(missing_ok=True)

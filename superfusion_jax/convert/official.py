@@ -1,6 +1,7 @@
 """Import of official SuperFusion checkpoints (.pth) into Flax variables and our checkpoints.
 
-The reverse direction (our checkpoints -> .pth) is `superfusion_jax.convert.export`.
+The reverse direction (our checkpoints -> .pth) is `superfusion_jax.convert.export`; the
+`superfusion convert` command is `superfusion_jax.convert.commands`.
 """
 
 from __future__ import annotations
@@ -13,9 +14,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
-from superfusion_jax.checkpoint import save_model
 from superfusion_jax.convert.official_keys import expected_flax_shape, locate, to_flax
-from superfusion_jax.convert.torch_checkpoints import read_pth, split_networks
+from superfusion_jax.convert.torch_checkpoints import mismatch_error, read_pth, split_networks
 from superfusion_jax.models.superfusion import SuperFusion
 
 
@@ -66,15 +66,12 @@ def import_official(networks: dict[str, dict[str, np.ndarray]], source: str) -> 
         if path not in filled[col]
     ]
     if unknown or misshaped or missing:
-        parts = [f"{source} does not match the SuperFusion architecture:"]
-        for title, items in (
-            ("unknown keys", unknown),
-            ("misshaped", misshaped),
-            ("missing (no official key filled them)", missing),
-        ):
-            if items:
-                parts.append(f"  {title} ({len(items)}): " + "; ".join(sorted(items)))
-        raise ValueError("\n".join(parts))
+        problems = {
+            "unknown keys": unknown,
+            "misshaped": misshaped,
+            "missing (no official key filled them)": missing,
+        }
+        raise mismatch_error(source, "the SuperFusion architecture", problems)
     return {col: traverse_util.unflatten_dict(leaves) for col, leaves in filled.items()}
 
 
@@ -82,17 +79,3 @@ def load_official(path: str | Path) -> tuple[dict, dict]:
     """Read an official .pth into (Flax variables, info such as 'ep' and 'total_it')."""
     networks, extra = split_networks(read_pth(path), str(path))
     return import_official(networks, str(path)), extra
-
-
-def convert(src: str, dst: str) -> None:
-    """`superfusion convert` from a file: import the official checkpoint `src` (.pth) into the
-    new folder `dst`. (From a folder, the command exports: `convert.export.export`.)"""
-    source = Path(src)
-    if source.is_dir():
-        raise ValueError(
-            f"{src} is a folder; this imports an official .pth file into a checkpoint folder "
-            "(superfusion_jax.convert.export.export writes a folder as a .pth file)"
-        )
-    variables, extra = load_official(source)
-    info = {key: int(value) for key, value in extra.items()}
-    save_model(dst, variables, {"variant": "faithful", "source": str(source.absolute()), **info})

@@ -178,12 +178,13 @@ def to_official(value: np.ndarray, loc: Location) -> np.ndarray:
 
     conv: HWIO -> OIHW float32; rnn: row `loc.row` of the (4, C) array -> (C, 1, 1, 1) weight or
     (C,) bias; count: int64 scalar (torch's `num_batches_tracked`); vector: float32 as is.
+    Always a new writable array (torch.from_numpy shares its memory).
     """
     if loc.layout == "conv":
-        return np.ascontiguousarray(np.transpose(value, (3, 2, 0, 1)), np.float32)
+        return np.array(np.transpose(value, (3, 2, 0, 1)), np.float32, order="C")
     if loc.layout == "rnn":
-        row = np.asarray(value[loc.row], np.float32)
+        row = np.array(value[loc.row], np.float32)
         return row.reshape(-1, 1, 1, 1) if loc.path[-1] == "weight" else row
     if loc.layout == "count":
-        return np.asarray(value, np.int64)
-    return np.asarray(value, np.float32)
+        return np.array(value, np.int64)
+    return np.array(value, np.float32)

@@ -28,8 +28,14 @@ from superfusion_jax.convert.official_keys import (
     to_flax,
     to_official,
 )
-from superfusion_jax.convert.torch_checkpoints import import_torch, read_pth, to_numpy
-from superfusion_jax.models.bisenet import NUM_CLASSES, BiSeNet
+from superfusion_jax.convert.torch_checkpoints import (
+    import_torch,
+    mismatch_error,
+    read_pth,
+    save_pth_atomically,
+    to_numpy,
+)
+from superfusion_jax.models.bisenet import NUM_CLASSES, BiSeNet, num_classes_of
 
 # Flax leaf name -> (PyTorch leaf name, layout) per collection.
 _LEAVES = {
@@ -55,7 +61,6 @@ _DECLARATION_ORDER = (
     "conv_fuse1", "conv_fuse2", "conv_fuse", "conv", "bn", "conv_atten", "bn_atten", "conv_out",
     "conv_out16", "weight", "bias", "running_mean", "running_var", "num_batches_tracked",
 )  # fmt: skip
-_MAX_LISTED = 30  # keys listed per kind of mismatch in an error message
 
 
 @functools.cache
@@ -85,17 +90,6 @@ def key_table(num_classes: int = NUM_CLASSES) -> dict[str, Location]:
 def _declaration_rank(key: str) -> tuple[int, ...]:
     """Sort key giving the release's state_dict order (Sequential indices sort numerically)."""
     return tuple(int(p) if p.isdigit() else _DECLARATION_ORDER.index(p) for p in key.split("."))
-
-
-def _mismatch_error(source: str, problems: dict[str, list[str]]) -> ValueError:
-    parts = [f"{source} does not match the release's BiSeNet (SeAFusion model_final.pth layout):"]
-    for title, items in problems.items():
-        if items:
-            items = sorted(items)
-            more = len(items) - _MAX_LISTED
-            listed = "; ".join(items[:_MAX_LISTED]) + (f"; ... and {more} more" if more > 0 else "")
-            parts.append(f"  {title} ({len(items)}): {listed}")
-    return ValueError("\n".join(parts))
 
 
 def import_state_dict(state: dict, source: str, num_classes: int = NUM_CLASSES) -> dict:
@@ -130,8 +124,9 @@ def import_state_dict(state: dict, source: str, num_classes: int = NUM_CLASSES) 
         flat[loc.collection][loc.path] = to_flax(tensor, loc).astype(target.dtype)
     missing = [key for key in table if key not in seen]
     if unknown or misshaped or missing:
-        raise _mismatch_error(
-            source, {"unknown keys": unknown, "misshaped": misshaped, "missing": missing}
+        problems = {"unknown keys": unknown, "misshaped": misshaped, "missing": missing}
+        raise mismatch_error(
+            source, "the release's BiSeNet (SeAFusion model_final.pth layout)", problems
         )
     return {col: traverse_util.unflatten_dict(leaves) for col, leaves in flat.items()}
 
@@ -142,11 +137,30 @@ def export_state_dict(variables: dict) -> OrderedDict[str, np.ndarray]:
     Conv kernels go back to OIHW float32, `num_batches_tracked` to int64 scalars.
     """
     flat = {col: traverse_util.flatten_dict(dict(tree)) for col, tree in variables.items()}
-    num_classes = int(flat["params"][("conv_out", "conv_out", "kernel")].shape[-1])
+    num_classes = num_classes_of(variables)
     return OrderedDict(
         (key, to_official(np.asarray(flat[loc.collection][loc.path]), loc))
         for key, loc in key_table(num_classes).items()
     )
+
+
+def is_bisenet_state(obj: object) -> bool:
+    """Whether a loaded .pth looks like a BiSeNet state_dict (its head or backbone keys) rather
+    than a SuperFusion checkpoint ({'DM', 'FN'} or 'DM.'/'FN.' keys)."""
+    if not isinstance(obj, dict):
+        return False
+    keys = [str(key).removeprefix("module.") for key in obj]
+    return any(key.startswith(("conv_out.", "cp.resnet.")) for key in keys)
+
+
+def num_classes_in(state: object) -> int:
+    """Number of classes of a BiSeNet state_dict (its main head), else the MSRS 9."""
+    if not isinstance(state, dict):
+        return NUM_CLASSES
+    head = state.get("conv_out.conv_out.weight", state.get("module.conv_out.conv_out.weight"))
+    if head is not None and len(head.shape) == 4:
+        return int(head.shape[0])
+    return NUM_CLASSES
 
 
 def import_bisenet(path: str | Path) -> dict:
@@ -156,19 +170,13 @@ def import_bisenet(path: str | Path) -> dict:
     is taken from the checkpoint's `conv_out.conv_out.weight`.
     """
     state = read_pth(path)
-    num_classes = NUM_CLASSES
-    if isinstance(state, dict):
-        head = state.get("conv_out.conv_out.weight", state.get("module.conv_out.conv_out.weight"))
-        if head is not None and len(head.shape) == 4:
-            num_classes = int(head.shape[0])
-    return import_state_dict(state, str(path), num_classes)
+    return import_state_dict(state, str(path), num_classes_in(state))
 
 
 def export_bisenet(variables: dict, path: str | Path) -> None:
     """Write Flax BiSeNet variables as the release's plain state_dict (.pth, torch.save)."""
     torch = import_torch()
     state = OrderedDict(
-        (key, torch.from_numpy(np.array(value)))
-        for key, value in export_state_dict(variables).items()
+        (key, torch.from_numpy(value)) for key, value in export_state_dict(variables).items()
     )
-    torch.save(state, Path(path))
+    save_pth_atomically(state, Path(path))

@@ -7,6 +7,7 @@ buffer); and either with DataParallel's 'module.' prefixes. Files saved on GPU l
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +68,34 @@ def split_networks(obj: dict[str, Any], source: str) -> tuple[dict[str, dict], d
         for name, sd in nets.items()
     }
     return arrays, extra
+
+
+def save_pth_atomically(obj: Any, dst: Path) -> None:
+    """torch.save to a temporary name beside `dst`, then rename (no half-written files)."""
+    torch = import_torch()
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    temporary = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
+    try:
+        torch.save(obj, temporary)
+        os.replace(temporary, dst)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+MAX_LISTED = 30  # keys listed per kind of mismatch in an error message
+
+
+def mismatch_error(source: str, architecture: str, problems: dict[str, list[str]]) -> ValueError:
+    """One error listing, per kind of problem ('unknown keys', 'misshaped', 'missing'), the keys
+    of checkpoint `source` that do not fit `architecture` (at most MAX_LISTED per kind)."""
+    parts = [f"{source} does not match {architecture}:"]
+    for title, items in problems.items():
+        if items:
+            items = sorted(items)
+            more = len(items) - MAX_LISTED
+            listed = "; ".join(items[:MAX_LISTED]) + (f"; ... and {more} more" if more > 0 else "")
+            parts.append(f"  {title} ({len(items)}): {listed}")
+    return ValueError("\n".join(parts))
 
 
 def to_numpy(value: Any) -> np.ndarray:

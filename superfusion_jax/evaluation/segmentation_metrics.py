@@ -22,6 +22,13 @@ Array = jax.Array
 IGNORE_INDEX = 255
 
 
+def class_names(num_classes: int) -> tuple[str, ...]:
+    """MSRS's class names for 9 classes, else class_0, class_1, ..."""
+    if num_classes == len(MSRS_CLASSES):
+        return MSRS_CLASSES
+    return tuple(f"class_{i}" for i in range(num_classes))
+
+
 @functools.partial(jax.jit, static_argnames=("num_classes", "ignore_index"))
 def confusion_matrix(
     labels: Array,

@@ -153,3 +153,8 @@ class BiSeNet(nn.Module):
         out = resize_bilinear(out, height, width, align_corners=True)
         aux = resize_bilinear(aux, height, width, align_corners=True)
         return out, aux
+
+
+def num_classes_of(variables: dict) -> int:
+    """Number of classes of BiSeNet variables {'params', ...} (from the main head's kernel)."""
+    return int(variables["params"]["conv_out"]["conv_out"]["kernel"].shape[-1])

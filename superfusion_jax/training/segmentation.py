@@ -44,11 +44,11 @@ import numpy as np
 import optax
 from flax import traverse_util
 
-from superfusion_jax.checkpoint import load_model
+from superfusion_jax.checkpoint import BISENET, load_model, model_name
 from superfusion_jax.data.pipeline import make_eval_batches
-from superfusion_jax.evaluation.segmentation_metrics import MSRS_CLASSES, ConfusionAccumulator
+from superfusion_jax.evaluation.segmentation_metrics import ConfusionAccumulator, class_names
 from superfusion_jax.losses.semantic import segmentation_loss
-from superfusion_jax.models.bisenet import BiSeNet
+from superfusion_jax.models.bisenet import BiSeNet, num_classes_of
 from superfusion_jax.training.state import TrainState, state_from_variables
 from superfusion_jax.training.steps import apply_segmenter, fs_forward, guarded_update
 from superfusion_jax.training.task import Task
@@ -56,7 +56,6 @@ from superfusion_jax.visualization import image_grid
 
 Array = jax.Array
 
-MODEL_NAME = "bisenet"  # metadata 'model' of the exported folders
 INPUT_IMAGES = ("vi", "ir", "fused")
 OPTIMIZERS = ("sgd", "adam")  # 'sgd' is SeAFusion's
 HEADS = ("conv_out", "conv_out16")  # the output heads, trained at head_lr_multiplier x lr
@@ -168,11 +167,6 @@ def fresh_variables(num_classes: int, seed: int) -> dict:
     return dict(BiSeNet(num_classes).init(jax.random.key(seed), x))
 
 
-def num_classes_of(variables: dict) -> int:
-    """Number of classes of BiSeNet variables (from the main head's kernel)."""
-    return int(variables["params"]["conv_out"]["conv_out"]["kernel"].shape[-1])
-
-
 def load_segmenter(path: str | Path) -> dict:
     """A trained segmentation network's variables {'params', 'batch_stats'} (numpy).
 
@@ -185,10 +179,10 @@ def load_segmenter(path: str | Path) -> dict:
         from superfusion_jax.convert.segmentation import import_bisenet  # needs torch
 
         return import_bisenet(path)
-    variables, meta = load_model(path)
-    if meta.get("model") != MODEL_NAME:
+    variables, meta = load_model(path, model=None)
+    if model_name(meta) != BISENET:
         raise ValueError(
-            f"{path} holds a {meta.get('model', 'SuperFusion')} model, not a segmentation "
+            f"{path} holds a {model_name(meta)!r} network, not a segmentation "
             "network: give a folder written by configs/segmentation.py (WORKDIR/best) or a "
             "BiSeNet .pth (SeAFusion's model_final.pth)"
         )
@@ -229,13 +223,6 @@ def load_init_variables(path: str, *, num_classes: int, seed: int) -> dict | Non
             f"{path} has {num_classes_of(variables)} classes; config.num_classes is {num_classes}"
         )
     return variables
-
-
-def class_names(num_classes: int) -> tuple[str, ...]:
-    """MSRS's class names for 9 classes, else class_0, class_1, ..."""
-    if num_classes == len(MSRS_CLASSES):
-        return MSRS_CLASSES
-    return tuple(f"class_{i}" for i in range(num_classes))
 
 
 # --- step and evaluation -------------------------------------------------------------------
@@ -449,9 +436,7 @@ def make_task(
 
     def export(state: TrainState) -> tuple[dict, dict]:
         metadata = {
-            "model": MODEL_NAME,
-            # checkpoint.save_model requires a variant; a segmentation network has none.
-            "variant": MODEL_NAME,
+            "model": BISENET,
             "num_classes": num_classes,
             "classes": list(class_names(num_classes)),
             "input_image": input_image,

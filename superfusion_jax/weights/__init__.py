@@ -11,17 +11,17 @@ from pathlib import Path
 from typing import Any
 
 DEFAULT = "roadscene"
-_FOLDER = Path(__file__).resolve().parent
+FOLDER = Path(__file__).resolve().parent  # where the NAME.npz files are
 
 
 def available() -> list[str]:
     """Names of the shipped models."""
-    return sorted(path.stem for path in _FOLDER.glob("*.npz"))
+    return sorted(path.stem for path in FOLDER.glob("*.npz"))
 
 
 def weights_path(name: str = DEFAULT) -> Path:
     """The file of shipped model `name`; a clear error when there is no such model."""
-    path = _FOLDER / f"{name}.npz"
+    path = FOLDER / f"{name}.npz"
     if not path.is_file():
         raise FileNotFoundError(
             f"no shipped model named {name!r} (available: {available() or 'none'})"

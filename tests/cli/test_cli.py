@@ -264,23 +264,24 @@ def test_help_explains_each_command(command, capsys):
 
 
 def test_convert_turns_errors_into_exit_code_2(tmp_path, monkeypatch, capsys):
+    from superfusion_jax.convert import commands
+
     received = []
 
-    def convert(src, dst):
+    def import_pth(src, dst):
         received.append((src, dst))
         if src.endswith("bad.pth"):
             raise ValueError(f"{src} does not match the SuperFusion architecture:\n  details")
+        return "SuperFusion (variant faithful)"
 
-    module = types.ModuleType("superfusion_jax.convert.official")
-    module.convert = convert
-    monkeypatch.setitem(sys.modules, "superfusion_jax.convert.official", module)
+    monkeypatch.setattr(commands, "import_pth", import_pth)
     assert main(["convert", "--from", "bad.pth", "--to", str(tmp_path / "c")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("superfusion convert: error: bad.pth does not match")
     assert "Traceback" not in err
     assert main(["convert", "--from", "good.pth", "--to", str(tmp_path / "c")]) == 0
     assert received[-1] == ("good.pth", str(tmp_path / "c"))
-    assert "wrote checkpoint" in capsys.readouterr().out
+    assert "checkpoint folder of SuperFusion (variant faithful)" in capsys.readouterr().out
 
 
 def test_convert_missing_file(tmp_path, capsys):

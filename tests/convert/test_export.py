@@ -439,3 +439,55 @@ def test_restatement_reproduces_the_release():
     }
     print(f"restatement vs release, max abs differences: {diffs}")
     _check(diffs)
+
+
+# --- a checkpoint made by real training steps ----------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    """configs/demo.py for 3 updates at 48 x 48 crops: running statistics and Adam moments as
+    training leaves them (no held-out evaluation or images, to keep the compile to the step)."""
+    from configs import demo
+    from superfusion_jax.training import loop
+
+    config = demo.get_config()
+    config.crop_size, config.misalign.frame_size = 48, 56
+    config.data.synthetic_pairs, config.data.synthetic_size = 8, 64
+    config.num_steps, config.n_ep, config.n_ep_decay = 3, 2, 1
+    config.eval_every = config.image_every = 0
+    config.tensorboard = "no"
+    workdir = tmp_path_factory.mktemp("trained") / "run"
+    loop.train_and_evaluate(config, workdir)
+    return workdir
+
+
+def test_trained_checkpoint_exports_and_runs_in_the_torch_restatement(trained_run, capsys):
+    """The run's step-3 checkpoint, exported with its Adam state: BatchNorm statistics and
+    moments are those of 3 real updates, torch loads both strictly, and the restatement with
+    those weights computes what our model computes on a real misaligned pair."""
+    path = trained_run / "trained.pth"
+    assert _convert(trained_run / CHECKPOINTS_DIR / "3", path, "--include-optimizer") == 0
+    capsys.readouterr()
+    pth = torch.load(path, weights_only=True)
+    assert (pth["ep"], pth["total_it"]) == (-1, 3)  # 4 updates per epoch: none completed
+    initial = SuperFusionReference().state_dict()
+    model = _reference(pth)
+    # the DenseMatcher's BatchNorm statistics (FusionNet has none) moved from their initial values
+    stats = [k for k in pth["DM"] if k.endswith(("running_mean", "running_var"))]
+    moved = [k for k in stats if not torch.equal(pth["DM"][k], initial[f"DM.{k}"])]
+    assert stats and moved == stats
+    counts = {int(v) for k, v in pth["DM"].items() if k.endswith("num_batches_tracked")}
+    assert counts and min(counts) > 0
+    for network in ("DM", "FN"):
+        adam = torch.optim.Adam(getattr(model, network).parameters())
+        adam.load_state_dict(pth[f"{network}_opt"])
+        states = pth[f"{network}_opt"]["state"].values()
+        assert {float(s["step"]) for s in states} == {3.0}
+        assert sum(float(s["exp_avg_sq"].sum()) for s in states) > 0, network
+
+    torch.set_num_threads(2)
+    rows, cols = slice(208, 272), slice(272, 368)
+    ir, vi = _crop("ir_warp", rows, cols), _crop("vi", rows, cols)
+    pipeline = Pipeline.from_checkpoint(trained_run / "model")
+    _check(_compare(pipeline, model, "register_and_fuse", ir, vi))

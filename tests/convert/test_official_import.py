@@ -11,7 +11,8 @@ import torch
 from flax import traverse_util
 
 from superfusion_jax.checkpoint import load_model
-from superfusion_jax.convert.official import convert, import_official, load_official
+from superfusion_jax.convert.commands import import_pth
+from superfusion_jax.convert.official import import_official, load_official
 from superfusion_jax.convert.official_keys import locate
 from superfusion_jax.convert.torch_checkpoints import split_networks
 from tests.conftest import PARITY, require
@@ -111,13 +112,15 @@ def test_file_saved_on_gpu_loads_on_cpu(official, tmp_path, monkeypatch):
 
 
 def test_convert_writes_a_checkpoint_folder(imported, tmp_path):
-    convert(str(require(PARITY / "weights_seed0.pth")), str(tmp_path / "ckpt"))
+    content = import_pth(require(PARITY / "weights_seed0.pth"), tmp_path / "ckpt")
+    assert content == "SuperFusion (variant faithful)"
     variables, meta = load_model(tmp_path / "ckpt")
     assert meta["variant"] == "faithful" and meta["ep"] == 0 and meta["total_it"] == 0
+    assert meta["model"] == "superfusion"
     flat_a = traverse_util.flatten_dict(imported)
     flat_b = traverse_util.flatten_dict(variables)
     assert flat_a.keys() == flat_b.keys()
     for key in flat_a:
         np.testing.assert_array_equal(flat_a[key], flat_b[key])
     with pytest.raises(FileExistsError):
-        convert(str(PARITY / "weights_seed0.pth"), str(tmp_path / "ckpt"))
+        import_pth(PARITY / "weights_seed0.pth", tmp_path / "ckpt")

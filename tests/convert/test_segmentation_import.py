@@ -1,4 +1,5 @@
-"""convert.segmentation: BiSeNet state_dicts (SeAFusion's model_final.pth layout) <-> Flax.
+"""convert.segmentation: BiSeNet state_dicts (SeAFusion's model_final.pth layout) <-> Flax, and
+`superfusion convert` on them both ways (model folders and segmentation training checkpoints).
 
 Golden files: ../shared/parity/segmentation/bisenet_seed0.pth (a state_dict of the release's
 BiSeNet) and bisenet_state_dict_shapes.json (its keys and shapes, in state_dict order).
@@ -13,6 +14,8 @@ import pytest
 import torch
 from flax.traverse_util import flatten_dict
 
+from superfusion_jax.checkpoint import load_model, save_model
+from superfusion_jax.cli import main
 from superfusion_jax.convert.segmentation import (
     export_bisenet,
     export_state_dict,
@@ -21,7 +24,12 @@ from superfusion_jax.convert.segmentation import (
     key_table,
     variable_shapes,
 )
+from superfusion_jax.data.pipeline import make_train_iterator
+from superfusion_jax.data.synthetic import SyntheticPairs
+from superfusion_jax.inference import Pipeline
 from superfusion_jax.models.bisenet import BiSeNet
+from superfusion_jax.training.checkpoints import RunCheckpoints
+from superfusion_jax.training.state import TrainState
 from tests.conftest import PARITY, require
 
 SEG = PARITY / "segmentation"
@@ -107,3 +115,59 @@ def test_superfusion_checkpoint_is_refused(tmp_path):
     require(PARITY / "weights_seed0.pth")
     with pytest.raises(ValueError, match=r"unknown keys \(4\): DM; FN; ep; total_it"):
         import_bisenet(PARITY / "weights_seed0.pth")
+
+
+def _convert(src, dst, *flags) -> int:
+    return main(["convert", "--from", str(src), "--to", str(dst), *flags])
+
+
+def _assert_same_state_dict(path_a, path_b) -> None:
+    a, b = (torch.load(p, map_location="cpu", weights_only=True) for p in (path_a, path_b))
+    assert list(a) == list(b)
+    for key in a:
+        assert a[key].dtype == b[key].dtype and torch.equal(a[key], b[key]), key
+
+
+def test_convert_command_both_ways(tmp_path, capsys):
+    """.pth -> folder (model 'bisenet', no variant) -> .pth, bit-identical; the folder is a
+    segmenter for training and evaluation, and is refused where a SuperFusion model is needed."""
+    path = require(SEG / "bisenet_seed0.pth")
+    assert _convert(path, tmp_path / "seg") == 0
+    assert "of segmentation network (BiSeNet, 9 classes)" in capsys.readouterr().out
+    variables, meta = load_model(tmp_path / "seg", model="bisenet")
+    assert meta["model"] == "bisenet" and "variant" not in meta and meta["num_classes"] == 9
+    assert meta["classes"][:2] == ["unlabelled", "car"]
+    assert _convert(tmp_path / "seg", tmp_path / "back.pth") == 0
+    assert "BiSeNet state_dict (9 classes)" in capsys.readouterr().out
+    _assert_same_state_dict(path, tmp_path / "back.pth")
+
+    with pytest.raises(ValueError, match="holds a 'bisenet' network, not a 'superfusion' one"):
+        Pipeline.from_checkpoint(tmp_path / "seg")
+    assert _convert(tmp_path / "seg", tmp_path / "x.pth", "--include-optimizer") == 2
+    assert "options of SuperFusion exports" in capsys.readouterr().err
+    assert _convert(tmp_path / "seg", tmp_path / "back.pth") == 2
+    assert "already exists" in capsys.readouterr().err
+
+
+def test_segmentation_training_checkpoint_exports_its_weights(tmp_path, capsys):
+    """A RunCheckpoints step folder of configs/segmentation.py (stage 'segmentation')."""
+    variables = import_bisenet(require(SEG / "bisenet_seed0.pth"))
+    state = TrainState(
+        step=np.asarray(3, np.int32),
+        params=variables["params"],
+        batch_stats=variables["batch_stats"],
+        opt_state={"momentum": jax.tree_util.tree_map(np.zeros_like, variables["params"])},
+        rng=np.zeros(2, np.uint32),
+    )
+    run = RunCheckpoints(tmp_path / "run", keep=1, async_save=False)
+    iterator = make_train_iterator(SyntheticPairs(4, 16, 16), batch_size=2, crop_size=16, seed=0)
+    run.save(state, iterator, {"stage": "segmentation", "variant": "faithful"})
+    run.close()
+    assert _convert(tmp_path / "run" / "checkpoints" / "3", tmp_path / "seg.pth") == 0
+    capsys.readouterr()
+    _assert_same_state_dict(SEG / "bisenet_seed0.pth", tmp_path / "seg.pth")
+
+
+def test_superfusion_folder_without_variant_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="must name its 'variant'"):
+        save_model(tmp_path / "m", {"params": {}}, {"model": "superfusion"})

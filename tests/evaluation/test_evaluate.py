@@ -136,7 +136,7 @@ def test_usage_errors_are_one_clear_message(args, message):
 def _segmenter(path):
     """A random segmentation network as a configs/segmentation.py folder; returns its variables."""
     variables = fresh_variables(len(MSRS_CLASSES), seed=0)
-    save_model(path, variables, {"variant": "bisenet", "model": "bisenet"})
+    save_model(path, variables, {"model": "bisenet"})
     return variables
 
 
@@ -247,8 +247,12 @@ def test_model_mode_with_an_untrained_model(tmp_path):
         CHEAP,
         f"--segmentation_checkpoint={tmp_path / 'seg'}",
     ]
-    refused = _evaluate(*args)
-    assert refused.returncode == 2 and "--allow_untrained" in refused.stderr
+    refused = _evaluate(*args, f"--checkpoint={tmp_path / 'missing'}")
+    assert (
+        refused.returncode == 2
+        and "--checkpoint:" in refused.stderr
+        and "missing" in refused.stderr
+    )
     run = _evaluate(*args, "--allow_untrained")
     assert run.returncode == 1, run.stderr
     assert "skipped nogt:" in run.stderr and "nogt.png.mat: no such file" in run.stderr

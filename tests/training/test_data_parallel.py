@@ -17,15 +17,12 @@ its gradient, which turns those differences into parameter differences of ~lr (m
 changes the first step's losses or gradient norms by far more than these tolerances.
 """
 
-import os
-import subprocess
-import sys
 import textwrap
 
 import numpy as np
 import pytest
 
-from tests.conftest import REPO
+from tests.helpers import run_python
 
 SCRIPT = textwrap.dedent(
     """
@@ -88,20 +85,8 @@ SCRIPT = textwrap.dedent(
 @pytest.fixture(scope="module")
 def results(tmp_path_factory):
     path = tmp_path_factory.mktemp("data_parallel") / "out.npz"
-    env = {
-        **os.environ,
-        "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
-        "JAX_PLATFORMS": "cpu",
-    }
-    run = subprocess.run(
-        [sys.executable, "-c", SCRIPT, str(path)],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=3600,
-    )
-    assert run.returncode == 0, run.stderr[-4000:]
+    env = {"XLA_FLAGS": "--xla_force_host_platform_device_count=4", "JAX_PLATFORMS": "cpu"}
+    run_python("-c", SCRIPT, str(path), env=env)
     return dict(np.load(path))
 
 

@@ -18,13 +18,14 @@ from flax import traverse_util
 
 from configs import segmentation as segmentation_config
 from superfusion_jax.checkpoint import load_model, save_model
+from superfusion_jax.cli import main
 from superfusion_jax.convert.segmentation import export_bisenet, export_state_dict
 from superfusion_jax.data.pipeline import make_eval_batches
 from superfusion_jax.data.synthetic import SyntheticPairs
 from superfusion_jax.evaluation.segmentation_metrics import ConfusionAccumulator
 from superfusion_jax.training import loop, segmentation
 from superfusion_jax.training.checkpoints import BEST_LINK, BestModel
-from tests.conftest import REPO
+from tests.conftest import PARITY, REPO, require
 
 
 def _seafusion_lr(it: int, lr0: float, warmup: int, start: float, max_iter: int, power: float):
@@ -137,7 +138,7 @@ def test_init_from_bisenet_pth_and_folder(tmp_path, variables):
     from_pth = segmentation.load_init_variables(
         str(tmp_path / "bisenet.pth"), num_classes=9, seed=5
     )
-    save_model(tmp_path / "folder", variables, {"variant": "bisenet", "model": "bisenet"})
+    save_model(tmp_path / "folder", variables, {"model": "bisenet"})
     from_folder = segmentation.load_segmenter(tmp_path / "folder")
     for loaded in (from_pth, from_folder):
         for a, b in zip(
@@ -186,14 +187,14 @@ def test_best_model_keeps_the_highest_value_across_restarts(tmp_path):
         return {"params": {"w": np.full((2,), value, np.float32)}, "batch_stats": {}}
 
     best = BestModel(tmp_path, "eval/miou")
-    meta = {"variant": "bisenet", "model": "bisenet"}
+    meta = {"model": "bisenet"}
     assert best.update(0.3, variables(0.3), {**meta, "step": 10})
     assert not best.update(0.2, variables(0.2), {**meta, "step": 20})
     assert not best.update(float("nan"), variables(9.0), {**meta, "step": 25})
     resumed = BestModel(tmp_path, "eval/miou")  # a resumed run reads the value back
     assert resumed.value == pytest.approx(0.3)
     assert resumed.update(0.4, variables(0.4), {**meta, "step": 30})
-    saved, saved_meta = load_model(tmp_path / BEST_LINK)
+    saved, saved_meta = load_model(tmp_path / BEST_LINK, model="bisenet")
     np.testing.assert_array_equal(saved["params"]["w"], variables(0.4)["params"]["w"])
     assert saved_meta["step"] == 30 and saved_meta["best_value"] == pytest.approx(0.4)
     assert [p.name for p in (tmp_path / "exports_best").iterdir()] == ["step_00000030"]
@@ -254,3 +255,32 @@ def _check_demo_run(workdir) -> None:
     assert meta["model"] == "bisenet" and meta["best_value"] == pytest.approx(best_seen)
     accumulator = segmentation.evaluate_segmentation(best, make_eval_batches(held_out, 32))
     assert accumulator.mean_iou() == pytest.approx(best_seen, abs=1e-6)
+
+
+@pytest.mark.slow
+def test_run_on_fused_images_of_a_frozen_superfusion(tmp_path):
+    """input_image='fused' through the loop: the segmenter learns from the fused images of a
+    frozen SuperFusion model (here the release's seed-0 weights, imported), 2 updates, an
+    evaluation, a picture, and an exported model that says what it was trained on."""
+    fusion = tmp_path / "fusion"
+    assert (
+        main(["convert", "--from", str(require(PARITY / "weights_seed0.pth")), "--to", str(fusion)])
+        == 0
+    )
+    config = segmentation_config.get_config("demo")
+    config.input_image, config.fusion_checkpoint = "fused", str(fusion)
+    config.crop_size, config.batch_size, config.num_steps = 32, 2, 2
+    config.eval.num_pairs, config.eval.batch_size = 4, 4
+    config.eval_every = config.image_every = config.checkpoint_every = 2
+    config.tensorboard = "no"
+    workdir = tmp_path / "run"
+    loop.train_and_evaluate(config, workdir)
+    evals = [
+        json.loads(line)
+        for line in (workdir / "metrics.jsonl").read_text().splitlines()
+        if "eval/miou" in line
+    ]
+    assert [e["step"] for e in evals] == [0, 2] and 0.0 <= evals[-1]["eval/miou"] <= 1.0
+    meta = json.loads((workdir / "model" / "metadata.json").read_text())
+    assert meta["model"] == "bisenet" and meta["input_image"] == "fused" and meta["step"] == 2
+    assert (workdir / "images" / "segmentation_0000002.png").is_file()

@@ -181,7 +181,7 @@ def test_config_errors_are_clear(tmp_path):
 def test_train_and_evaluate_stage_fs_with_the_semantic_term(tmp_path, segmenter):
     """configs/semantic.py through the training loop: 2 updates on synthetic pairs with labels,
     the segmenter a folder; the model is exported and the semantic loss logged."""
-    save_model(tmp_path / "seg", segmenter, {"variant": "bisenet", "model": "bisenet"})
+    save_model(tmp_path / "seg", segmenter, {"model": "bisenet"})
     config = semantic_config.get_config()
     config.segmentation_checkpoint = str(tmp_path / "seg")
     config.batch_size, config.crop_size, config.num_steps = 2, 32, 2

@@ -6,10 +6,6 @@ One demo-sized run of one update (the compiled step is the demo's); marked slow 
 stage-RF step compiles for minutes on 2 CPU cores.
 """
 
-import os
-import subprocess
-import sys
-
 import jax
 import numpy as np
 import pytest
@@ -18,8 +14,9 @@ from flax import traverse_util
 from superfusion_jax.checkpoint import load_model
 from superfusion_jax.convert.official import load_official
 from superfusion_jax.training.checkpoints import MODEL_LINK
-from tests.conftest import PARITY, REPO, require
+from tests.conftest import PARITY, require
 from tests.data.test_folders import write_pairs
+from tests.helpers import run_python
 
 
 @pytest.mark.slow
@@ -31,30 +28,21 @@ def test_msrs_tfds_from_a_manual_copy_starting_from_the_release_weights(tmp_path
     )
     write_pairs(manual / "test", ["00005D", "00006N"], (90, 100), labels="label", seed=1)
     workdir = tmp_path / "run"
-    env = {**os.environ, "JAX_COMPILATION_CACHE_DIR": str(tmp_path / "cache")}
-    run = subprocess.run(
-        [
-            sys.executable,
-            "train.py",
-            "--config=configs/demo.py",
-            f"--workdir={workdir}",
-            "--config.num_steps=1",
-            "--config.data.source=tfds",
-            "--config.data.tfds_name=msrs",
-            f"--config.data.data_dir={tmp_path / 'tfds'}",
-            f"--config.data.manual_dir={tmp_path / 'manual'}",
-            "--config.eval.source=tfds",
-            "--config.eval.num_pairs=2",
-            f"--config.init_checkpoint={weights}",
-        ],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=3600,
+    stderr = run_python(
+        "train.py",
+        "--config=configs/demo.py",
+        f"--workdir={workdir}",
+        "--config.num_steps=1",
+        "--config.data.source=tfds",
+        "--config.data.tfds_name=msrs",
+        f"--config.data.data_dir={tmp_path / 'tfds'}",
+        f"--config.data.manual_dir={tmp_path / 'manual'}",
+        "--config.eval.source=tfds",
+        "--config.eval.num_pairs=2",
+        f"--config.init_checkpoint={weights}",
+        env={"JAX_COMPILATION_CACHE_DIR": str(tmp_path / "cache")},
     )
-    assert run.returncode == 0, run.stderr[-4000:]
-    assert "4 pairs" in run.stderr  # the train split of the prepared builder
+    assert "4 pairs" in stderr  # the train split of the prepared builder
     prepared = sorted(p.name for p in (tmp_path / "tfds" / "msrs" / "1.0.0").iterdir())
     assert "msrs-train.array_record-00000-of-00001" in prepared
 

@@ -1,0 +1,100 @@
+"""`superfusion convert`: import a .pth file into a checkpoint folder, or export a folder as .pth,
+for either network: SuperFusion (the official {'DM', 'FN'} layout, `convert.official` and
+`convert.export`) or the segmentation network BiSeNet (SeAFusion's plain state_dict,
+`convert.segmentation`). The network is recognised from the file's keys, or from the folder's
+metadata (model folders) or config (training checkpoints, WORKDIR/checkpoints/STEP).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from superfusion_jax.checkpoint import BISENET, load_model, model_name, read_metadata, save_model
+from superfusion_jax.convert import export, official, segmentation
+from superfusion_jax.convert.torch_checkpoints import read_pth, split_networks
+from superfusion_jax.evaluation.segmentation_metrics import class_names
+from superfusion_jax.models.bisenet import num_classes_of
+
+
+def import_pth(src: str | Path, dst: str | Path) -> str:
+    """Import the .pth file `src` into the new checkpoint folder `dst`.
+
+    Returns what was written, in words. Raises FileNotFoundError, FileExistsError or ValueError
+    (a folder, an unreadable file, keys that fit neither network: listed).
+    """
+    source = Path(src)
+    if source.is_dir():
+        raise ValueError(
+            f"{src} is a folder; importing reads a .pth file (from a folder, convert exports)"
+        )
+    obj = read_pth(source)
+    provenance = {"source": str(source.absolute())}
+    if segmentation.is_bisenet_state(obj):
+        num_classes = segmentation.num_classes_in(obj)
+        variables = segmentation.import_state_dict(obj, str(source), num_classes)
+        classes = list(class_names(num_classes))
+        metadata = {"model": BISENET, "num_classes": num_classes, "classes": classes}
+        save_model(dst, variables, {**metadata, **provenance})
+        return f"segmentation network (BiSeNet, {num_classes} classes)"
+    networks, extra = split_networks(obj, str(source))
+    variables = official.import_official(networks, str(source))
+    info = {key: int(value) for key, value in extra.items()}
+    save_model(dst, variables, {"variant": "faithful", **provenance, **info})
+    return "SuperFusion (variant faithful)"
+
+
+# `superfusion convert` flags of the SuperFusion export options (`convert.export.export`)
+EXPORT_FLAGS = {
+    "include_optimizer": "--include-optimizer",
+    "bare": "--bare",
+    "allow_variant_mismatch": "--allow-variant-mismatch",
+    "epoch": "--epoch",
+}
+
+
+def export_folder(src: str | Path, dst: str | Path, **options) -> tuple[str, tuple[str, ...]]:
+    """Write the checkpoint folder `src` as the .pth file `dst`; returns (what was written, in
+    words; warnings). SuperFusion: `options` are those of `convert.export.export`. BiSeNet: a
+    plain state_dict, weights and running statistics (options given are refused)."""
+    src, dst = Path(src), Path(dst)
+    if not _holds_segmenter(src):
+        summary = export.export(src, dst, **options)
+        if options.get("bare"):
+            content = f"bare state_dict of the official SuperFusion module, {len(summary.keys)} "
+            content += "tensors"
+        else:
+            networks = [k for k in summary.keys if k not in ("ep", "total_it")]
+            content = (
+                f"official checkpoint with {', '.join(networks)}, ep {summary.ep}, "
+                f"total_it {summary.total_it}"
+            )
+        return f"{content} ({summary.variant})", summary.notes
+    given = [EXPORT_FLAGS[name] for name, value in options.items() if value not in (None, False)]
+    if given:
+        raise ValueError(
+            f"{', '.join(given)}: options of SuperFusion exports; {src} holds the segmentation "
+            "network, exported as a plain state_dict (weights only)"
+        )
+    if dst.exists():
+        raise FileExistsError(f"{dst} already exists; choose a new file name")
+    variables = _segmenter_variables(src)
+    segmentation.export_bisenet(variables, dst)
+    num_classes = num_classes_of(variables)
+    return f"BiSeNet state_dict ({num_classes} classes), SeAFusion's layout", ()
+
+
+def _holds_segmenter(src: Path) -> bool:
+    """Whether model folder or training checkpoint `src` holds the segmentation network."""
+    if (src / "metadata.json").is_file():
+        return model_name(read_metadata(src)) == BISENET
+    if (src / "config").is_dir():
+        return export.read_training_config(src).get("stage") == "segmentation"
+    return False
+
+
+def _segmenter_variables(src: Path) -> dict:
+    if (src / "metadata.json").is_file():
+        variables, _ = load_model(src, model=BISENET)
+        return variables
+    state = export.read_training_state(src)
+    return {"params": state["params"], "batch_stats": state["batch_stats"]}
