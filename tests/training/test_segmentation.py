@@ -269,7 +269,7 @@ def test_run_on_fused_images_of_a_frozen_superfusion(tmp_path):
     )
     config = segmentation_config.get_config("demo")
     config.input_image, config.fusion_checkpoint = "fused", str(fusion)
-    config.crop_size, config.batch_size, config.num_steps = 32, 2, 2
+    config.crop_size, config.batch_size, config.num_steps, config.warmup_steps = 32, 2, 2, 1
     config.eval.num_pairs, config.eval.batch_size = 4, 4
     config.eval_every = config.image_every = config.checkpoint_every = 2
     config.tensorboard = "no"
