@@ -100,7 +100,8 @@ def get_base_config() -> ml_collections.ConfigDict:
     config.keep = 3
     # Start from these weights instead of a random initialisation (ignored when resuming):
     # a superfusion-jax checkpoint folder (`superfusion convert` output, or a training run's
-    # WORKDIR/model) or an official .pth file.
+    # WORKDIR/model), a single-file .npz checkpoint (`checkpoint.save_flat`) or an official
+    # .pth file.
     config.init_checkpoint = ""
     # TensorBoard files: 'auto' (when TensorFlow is installed), 'yes' or 'no'.
     config.tensorboard = "auto"

@@ -80,6 +80,17 @@ def load_model(
     return jax.tree_util.tree_map(np.asarray, variables), meta
 
 
+def load_checkpoint(
+    path: str | Path, model: str | None = SUPERFUSION
+) -> tuple[dict, dict[str, Any]]:
+    """Either form of checkpoint: a folder (`load_model`) or a single `.npz` file (`load_flat`).
+    Returns (variables as numpy pytree, metadata); model: as in `load_model`."""
+    path = Path(path).expanduser()
+    if path.suffix == ".npz" and not path.is_dir():
+        return load_flat(path, model)
+    return load_model(path, model)
+
+
 def read_metadata(directory: str | Path) -> dict[str, Any]:
     """The metadata of checkpoint folder `directory` (no variables read); ValueError when the
     folder is not a superfusion-jax checkpoint."""

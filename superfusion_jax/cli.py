@@ -70,8 +70,8 @@ _CHECKS = """\
 model:
   Without --checkpoint the model shipped with the package is used
   (superfusion_jax/weights); --checkpoint is a folder written by `superfusion convert` (or
-  training). --untrained runs random weights instead: every output is then
-  meaningless (for trying the command). Where no model is shipped, one of
+  training) or a single-file .npz checkpoint. --untrained runs random weights instead:
+  every output is then meaningless (for trying the command). Where no model is shipped, one of
   --checkpoint or --untrained is required.
 
 exit status:
@@ -229,7 +229,8 @@ def _add_processing_arguments(sub: argparse.ArgumentParser, registers: bool) -> 
     weights.add_argument(
         "--checkpoint",
         type=Path,
-        help="checkpoint folder (see `convert`); default: the model shipped with the package",
+        help="checkpoint folder (see `convert`) or single-file .npz checkpoint; default: the "
+        "model shipped with the package",
     )
     weights.add_argument(
         "--untrained", action="store_true", help="random weights (outputs are meaningless)"

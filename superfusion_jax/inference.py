@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from superfusion_jax.checkpoint import load_model
+from superfusion_jax.checkpoint import load_checkpoint
 from superfusion_jax.models.superfusion import SuperFusion
 from superfusion_jax.models.variants import quirks_for
 from superfusion_jax.ops.displacement import disp_to_pixels
@@ -37,8 +37,9 @@ class Pipeline:
 
     @classmethod
     def from_checkpoint(cls, path: str | Path) -> Pipeline:
-        """Load a checkpoint folder written by `superfusion convert` or training."""
-        variables, meta = load_model(path)
+        """Load a checkpoint folder written by `superfusion convert` or training, or a
+        single-file checkpoint (`.npz`, `checkpoint.save_flat`)."""
+        variables, meta = load_checkpoint(path)
         return cls(variables, meta["variant"])
 
     @classmethod

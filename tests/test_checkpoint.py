@@ -1,10 +1,11 @@
-"""The single-file checkpoint form (`save_flat` / `load_flat`) used for the shipped weights."""
+"""The single-file checkpoint form (`save_flat` / `load_flat`) used for the shipped weights, and
+`load_checkpoint`, which reads either form."""
 
 import jax
 import numpy as np
 import pytest
 
-from superfusion_jax.checkpoint import load_flat, save_flat
+from superfusion_jax.checkpoint import load_checkpoint, load_flat, save_flat, save_model
 from tests.conftest import PARITY, require
 
 
@@ -25,6 +26,14 @@ def test_flat_round_trip_of_the_official_weights(tmp_path):
     _assert_same_tree(jax.tree_util.tree_map(np.asarray, dict(variables)), loaded)
     assert meta["variant"] == "faithful" and meta["step"] == 3
     assert meta["format"] == "superfusion-jax"
+    # either form through one call: the .npz file, and a folder holding the same variables
+    folder = save_model(tmp_path / "folder", loaded, meta)
+    for source in (path, folder):
+        again, again_meta = load_checkpoint(source)
+        _assert_same_tree(loaded, again)
+        assert again_meta["step"] == 3
+    with pytest.raises(ValueError, match="not a 'bisenet' one"):
+        load_checkpoint(path, model="bisenet")
 
 
 def test_flat_errors_name_the_file(tmp_path):

@@ -36,7 +36,7 @@ import optax
 from jax.experimental import multihost_utils
 from tqdm import tqdm
 
-from superfusion_jax.checkpoint import load_model
+from superfusion_jax.checkpoint import load_checkpoint
 from superfusion_jax.data.folders import PairedFolderSource
 from superfusion_jax.data.pipeline import make_train_iterator
 from superfusion_jax.data.synthetic import SyntheticPairs
@@ -429,18 +429,19 @@ def _restore_or_create(
 
 
 def load_init_variables(path: str, variant: str) -> dict | None:
-    """Variables to start from: '' -> None; a .pth file -> the official import; a folder ->
-    `superfusion_jax.checkpoint.load_model`. Warns when its variant is not `variant`."""
+    """Variables to start from: '' -> None; a .pth file -> the official import; a folder or a
+    single-file `.npz` -> `superfusion_jax.checkpoint.load_checkpoint`. Warns when its variant
+    is not `variant`."""
     if not path:
         return None
     path = Path(path).expanduser()
-    if path.is_file():
+    if path.is_file() and path.suffix != ".npz":
         from superfusion_jax.convert.official import load_official  # needs torch
 
         variables, _ = load_official(path)
         source_variant = "faithful"
     else:
-        variables, meta = load_model(path)
+        variables, meta = load_checkpoint(path)
         source_variant = meta["variant"]
     if source_variant != variant:
         logger.warning(

@@ -278,3 +278,18 @@ def test_init_checkpoint_starts_from_its_weights(tmp_path, jax_cache, reference_
     # Same weights, same held-out pairs: the new run's step-0 error is the reference's last.
     assert evals(tmp_path)[0]["step"] == 0
     assert evals(tmp_path)[0]["eval/epe_px"] == evals(reference_run)[-1]["eval/epe_px"]
+
+
+def test_init_checkpoint_reads_every_checkpoint_form(tmp_path, caplog):
+    """A single-file .npz (a run carried over in one file) and a folder give the same start;
+    other variants are trained with a warning."""
+    from superfusion_jax.checkpoint import save_flat, save_model
+
+    variables = {"params": {"w": np.arange(3, dtype=np.float32)}, "batch_stats": {"m": np.ones(2)}}
+    save_flat(tmp_path / "m.npz", variables, {"variant": "corrected"})
+    save_model(tmp_path / "m", variables, {"variant": "corrected"})
+    for source in (tmp_path / "m.npz", tmp_path / "m"):
+        start = loop.load_init_variables(str(source), "faithful")
+        np.testing.assert_array_equal(start["params"]["w"], variables["params"]["w"])
+    assert "holds 'corrected' weights; training them as 'faithful'" in caplog.text
+    assert loop.load_init_variables("", "faithful") is None
