@@ -419,7 +419,8 @@ def _load_pipeline():
             return Pipeline.pretrained()
         return Pipeline.from_checkpoint(_CHECKPOINT.value)
     except (FileNotFoundError, ValueError) as error:
-        raise UsageError(f"--checkpoint: {error}") from error
+        flag = "--checkpoint" if _CHECKPOINT.value is not None else "the shipped model"
+        raise UsageError(f"{flag}: {error}") from error
 
 
 # --------------------------------------------------------------------------------------------

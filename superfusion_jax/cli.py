@@ -269,23 +269,11 @@ def _positive_int(text: str) -> int:
 
 def _convert(args: argparse.Namespace) -> int:
     """Import (--from a file) or export (--from a folder)."""
-    from superfusion_jax.convert.commands import EXPORT_FLAGS, export_folder, import_pth
+    from superfusion_jax.convert.commands import EXPORT_FLAGS, convert
 
     options = {name: getattr(args, name) for name in EXPORT_FLAGS}
-    notes: tuple[str, ...] = ()
     try:
-        if Path(args.src).is_dir():
-            content, notes = export_folder(args.src, args.dst, **options)
-        else:
-            given = [
-                EXPORT_FLAGS[name] for name, value in options.items() if value not in (None, False)
-            ]
-            if given:
-                raise UsageError(
-                    f"{', '.join(given)}: export options, for --from a checkpoint folder; "
-                    f"{args.src} is not a folder"
-                )
-            content = "checkpoint folder of " + import_pth(args.src, args.dst)
+        content, notes = convert(args.src, args.dst, **options)
     except (FileNotFoundError, FileExistsError, ValueError, ImportError) as error:
         raise UsageError(str(error)) from error
     for note in notes:

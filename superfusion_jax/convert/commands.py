@@ -52,6 +52,25 @@ EXPORT_FLAGS = {
 }
 
 
+def convert(src: str | Path, dst: str | Path, **options) -> tuple[str, tuple[str, ...]]:
+    """The whole command: export when `src` is a folder (`export_folder`, with `options`), else
+    import the file (`import_pth`; export options are refused). Returns (what was written, in
+    words; warnings)."""
+    if Path(src).is_dir():
+        return export_folder(src, dst, **options)
+    _refuse_options(
+        options, f"export options, for --from a checkpoint folder; {src} is not a folder"
+    )
+    return "checkpoint folder of " + import_pth(src, dst), ()
+
+
+def _refuse_options(options: dict, why: str) -> None:
+    """ValueError naming the command-line flags of the `options` that were given, if any."""
+    given = [EXPORT_FLAGS[name] for name, value in options.items() if value not in (None, False)]
+    if given:
+        raise ValueError(f"{', '.join(given)}: {why}")
+
+
 def export_folder(src: str | Path, dst: str | Path, **options) -> tuple[str, tuple[str, ...]]:
     """Write the checkpoint folder `src` as the .pth file `dst`; returns (what was written, in
     words; warnings). SuperFusion: `options` are those of `convert.export.export`. BiSeNet: a
@@ -60,8 +79,9 @@ def export_folder(src: str | Path, dst: str | Path, **options) -> tuple[str, tup
     if not _holds_segmenter(src):
         summary = export.export(src, dst, **options)
         if options.get("bare"):
-            content = f"bare state_dict of the official SuperFusion module, {len(summary.keys)} "
-            content += "tensors"
+            content = (
+                f"bare state_dict of the official SuperFusion module, {len(summary.keys)} tensors"
+            )
         else:
             networks = [k for k in summary.keys if k not in ("ep", "total_it")]
             content = (
@@ -69,12 +89,11 @@ def export_folder(src: str | Path, dst: str | Path, **options) -> tuple[str, tup
                 f"total_it {summary.total_it}"
             )
         return f"{content} ({summary.variant})", summary.notes
-    given = [EXPORT_FLAGS[name] for name, value in options.items() if value not in (None, False)]
-    if given:
-        raise ValueError(
-            f"{', '.join(given)}: options of SuperFusion exports; {src} holds the segmentation "
-            "network, exported as a plain state_dict (weights only)"
-        )
+    _refuse_options(
+        options,
+        f"options of SuperFusion exports; {src} holds the segmentation network, exported as a "
+        "plain state_dict (weights only)",
+    )
     if dst.exists():
         raise FileExistsError(f"{dst} already exists; choose a new file name")
     variables = _segmenter_variables(src)
