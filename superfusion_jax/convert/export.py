@@ -26,7 +26,11 @@ from flax import traverse_util
 from superfusion_jax.checkpoint import load_model
 from superfusion_jax.convert.official import variable_shapes
 from superfusion_jax.convert.official_keys import NETWORKS, locate, official_keys, to_official
-from superfusion_jax.convert.torch_checkpoints import import_torch, save_pth_atomically
+from superfusion_jax.convert.torch_checkpoints import (
+    import_torch,
+    mismatch_error,
+    save_pth_atomically,
+)
 from superfusion_jax.models.variants import VARIANTS
 from superfusion_jax.training.optimizer import ADAM_BETAS, ADAM_EPS, release_schedule
 
@@ -96,8 +100,8 @@ def export_official(variables: dict) -> dict[str, dict[str, np.ndarray]]:
     """Flax variables {'params', 'batch_stats'} -> {'DM': {key: array}, 'FN': {...}} (numpy).
 
     Keys in the release's state_dict order (`official_keys`). Raises ValueError when the
-    variables are not those of the SuperFusion architecture (missing, unexpected or misshaped
-    leaves, all listed).
+    variables are not those of the SuperFusion architecture (`mismatch_error`: unknown, misshaped
+    and missing leaves).
     """
     flat = {col: traverse_util.flatten_dict(dict(tree)) for col, tree in variables.items()}
     _check_architecture(flat)
@@ -305,15 +309,8 @@ def _check_architecture(flat: dict[str, dict[tuple, Any]]) -> None:
             if p in got and tuple(np.shape(got[p])) != tuple(want[p].shape)
         ]
     if missing or unexpected or misshaped:
-        parts = ["the variables are not those of the SuperFusion architecture:"]
-        for title, items in (
-            ("missing", missing),
-            ("unexpected", unexpected),
-            ("misshaped", misshaped),
-        ):
-            if items:
-                parts.append(f"  {title} ({len(items)}): " + "; ".join(sorted(items)))
-        raise ValueError("\n".join(parts))
+        problems = {"unknown keys": unexpected, "misshaped": misshaped, "missing": missing}
+        raise mismatch_error("the model to export", "the SuperFusion architecture", problems)
 
 
 def read_training_config(step_dir: Path) -> dict:

@@ -208,6 +208,22 @@ def test_refusals_name_the_problem(model_dir, tmp_path, capsys):
     assert existing.stat().st_size == 0
 
 
+def test_variables_of_another_architecture_are_listed(model_dir):
+    variables, _ = load_model(model_dir)
+    flat = traverse_util.flatten_dict(variables)
+    dropped, reshaped = sorted(flat)[:2]
+    del flat[dropped]
+    flat[reshaped] = np.zeros((1, 2, 3), np.float32)
+    flat[("params", "extra", "kernel")] = np.zeros(3, np.float32)
+    with pytest.raises(ValueError) as error:
+        export_official(traverse_util.unflatten_dict(flat))
+    message = str(error.value)
+    assert message.startswith("the model to export does not match the SuperFusion architecture:")
+    assert f"missing (1): {'/'.join(dropped)}" in message
+    assert f"misshaped (1): {'/'.join(reshaped)}: (1, 2, 3) (expected" in message
+    assert "unknown keys (1): params/extra/kernel" in message
+
+
 # Adam updates so far per network (different, as after stage-FS steps that skip DM).
 COUNTS = {"dense_matcher": 3, "fusion_net": 5}
 CONFIG = {
