@@ -18,7 +18,7 @@ Measured on this recipe's history (mean end-point error, px, MSRS images, eval m
   frames and crops (this recipe) carry over to full size far better (resume/README.md).
 - At batch 2 the held-out error swings between nearby steps: by 3 px at the release's learning
   rate 1e-3 (meant for batch 16), still by about 2 px at 2.5e-4. Averaging the weights of a
-  few checkpoints (see resume/README.md) smooths it.
+  few checkpoints gave no reliable gain (resume/README.md).
 
 Held-out evaluation: 8 other RoadScene-like pairs would be ideal, but all 201 are for
 training, so the run evaluates on the MSRS test pairs' aligned images (`eval.ir_dir`,

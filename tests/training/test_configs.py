@@ -22,8 +22,9 @@ def test_every_recipe_is_listed():
 @pytest.mark.parametrize("name", RECIPES)
 def test_recipe_passes_the_config_check(name):
     config = importlib.import_module(f"configs.{name}").get_config()
-    for field in USER_FIELDS.get(name, {}):
+    user_fields = USER_FIELDS.get(name, {})
+    for field in user_fields:
         with pytest.raises(ValueError, match=field):
             loop.check_config(config)
-    config.update(USER_FIELDS.get(name, {}))
+    config.update(user_fields)
     loop.check_config(config)
