@@ -26,13 +26,6 @@ H, W = 32, 40  # > 22: the elastic blur's reflect padding needs it, as in torch
 SMALL_SIGMA = 4  # release: 15; a 13-tap instead of a 45-tap blur compiles much faster
 
 
-@pytest.fixture
-def rng():
-    seed = np.random.SeedSequence().entropy
-    print(f"random seed: {seed}")
-    return np.random.default_rng(seed)
-
-
 def torch_randflow(angle, trans, noise, ratio=1.0, sigma=15, base=500.0):
     """The release's randflow with its random draws passed in (angle already scaled, degrees).
 

@@ -17,13 +17,6 @@ from tests.conftest import PARITY, require
 from tests.losses.test_ssim import images_with_dark_regions, nchw, nhwc, torch_ssim_loss
 
 
-@pytest.fixture
-def rng():
-    seed = np.random.SeedSequence().entropy
-    print(f"random seed: {seed}")
-    return np.random.default_rng(seed)
-
-
 # --- torch restatement of the release (model.py) ---
 def torch_second_derivatives(x):
     """kornia 0.6's `spatial_gradient(x, order=2)` (the release's), from its stencils."""

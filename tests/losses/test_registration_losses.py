@@ -30,13 +30,6 @@ from tests.losses.test_ssim import images_with_dark_regions, nchw, nhwc
 N, H, W = 2, 48, 56  # H, W > 45 for the smoothness windows
 
 
-@pytest.fixture
-def rng():
-    seed = np.random.SeedSequence().entropy
-    print(f"random seed: {seed}")
-    return np.random.default_rng(seed)
-
-
 # --- torch restatement of the release ---
 def t_standardise_pair(a, b):
     mean = (a.mean(dim=[-1, -2], keepdim=True) + b.mean(dim=[-1, -2], keepdim=True)).detach() / 2

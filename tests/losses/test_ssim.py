@@ -3,7 +3,6 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pytest
 import torch
 import torch.nn.functional as F
 
@@ -12,13 +11,6 @@ from superfusion_jax.losses.ssim import (
     ssim_loss,
     ssim_valid_mask,
 )
-
-
-@pytest.fixture
-def rng():
-    seed = np.random.SeedSequence().entropy
-    print(f"random seed: {seed}")
-    return np.random.default_rng(seed)
 
 
 def nchw(x) -> torch.Tensor:
@@ -109,4 +101,6 @@ def test_ssim_loss_gradient_matches_autograd(rng):
     torch_ssim_loss(nchw(a), tb).backward()
     expected = nhwc(tb.grad)
     assert np.abs(expected).max() > 0
-    np.testing.assert_allclose(ours, expected, rtol=1e-3, atol=1e-6 * np.abs(expected).max())
+    # Entries 1e5 times below the largest are float32 cancellation noise in both frameworks
+    # (a seed once gave 6.08e-9 vs 5.72e-9 against a max of 3.6e-4): compare the rest tightly.
+    np.testing.assert_allclose(ours, expected, rtol=1e-3, atol=1e-5 * np.abs(expected).max())

@@ -8,13 +8,6 @@ import pytest
 from superfusion_jax.ops.color import rgb_to_ycbcr, ycbcr_to_rgb
 
 
-@pytest.fixture
-def seed() -> int:
-    value = int(np.random.SeedSequence().generate_state(1)[0])
-    print(f"seed={value}")
-    return value
-
-
 def numpy_rgb_to_ycbcr(rgb):
     r, g, b = rgb[..., 0:1], rgb[..., 1:2], rgb[..., 2:3]
     y = 0.299 * r + 0.587 * g + 0.114 * b

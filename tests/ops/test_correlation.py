@@ -11,13 +11,6 @@ import torch.nn.functional as F
 from superfusion_jax.ops.correlation import local_correlation
 
 
-@pytest.fixture
-def seed() -> int:
-    value = int(np.random.SeedSequence().generate_state(1)[0])
-    print(f"seed={value}")
-    return value
-
-
 def torch_local_correlation(source, target, kernel_size, dilation, blur_size, blur_sigma):
     """kornia blur (zero border) + F.unfold, as the release; NHWC tensors in and out."""
     src = source.permute(0, 3, 1, 2)

@@ -10,13 +10,6 @@ import torch
 from superfusion_jax.ops.filters import gaussian_blur, gaussian_kernel1d, spatial_gradient
 
 
-@pytest.fixture
-def seed() -> int:
-    value = int(np.random.SeedSequence().generate_state(1)[0])
-    print(f"seed={value}")
-    return value
-
-
 def nchw(x: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(x).permute(0, 3, 1, 2)
 

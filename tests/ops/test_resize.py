@@ -10,13 +10,6 @@ import torch.nn.functional as F
 from superfusion_jax.ops.resize import resize_bilinear
 
 
-@pytest.fixture
-def seed() -> int:
-    value = int(np.random.SeedSequence().generate_state(1)[0])
-    print(f"seed={value}")
-    return value
-
-
 def torch_resize(
     x: torch.Tensor, height: int, width: int, align_corners: bool = False
 ) -> torch.Tensor:

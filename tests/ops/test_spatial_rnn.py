@@ -12,13 +12,6 @@ from superfusion_jax.ops.spatial_rnn import spatial_rnn
 SHAPES = [(2, 7, 9, 3), (1, 1, 6, 2), (1, 5, 1, 2)]
 
 
-@pytest.fixture
-def seed() -> int:
-    value = int(np.random.SeedSequence().generate_state(1)[0])
-    print(f"seed={value}")
-    return value
-
-
 def random_case(rng, shape):
     """Inputs with negative weights and negative biases, so that many outputs hit 0."""
     channels = shape[-1]

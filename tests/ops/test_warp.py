@@ -12,13 +12,6 @@ from jax.test_util import check_grads
 from superfusion_jax.ops.warp import base_grid, grid_sample, warp
 
 
-@pytest.fixture
-def seed() -> int:
-    value = int(np.random.SeedSequence().generate_state(1)[0])
-    print(f"seed={value}")
-    return value
-
-
 def torch_grid_sample(image: np.ndarray, grid: np.ndarray) -> torch.Tensor:
     """The release's sampling call on NHWC numpy inputs; returns NCHW."""
     return F.grid_sample(
