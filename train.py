@@ -37,6 +37,23 @@ _PROCESS_ID = flags.DEFINE_integer("process_id", None, "Index of this process (m
 flags.mark_flags_as_required(["config", "workdir"])
 
 
+def parse_flags(argv: list[str]) -> list[str]:
+    """absl's flag parsing, with a one-line error for a `--config.FIELD=...` override whose
+    FIELD the config does not have (ml_collections raises a bare AttributeError/KeyError)."""
+    try:
+        return app.parse_flags_with_usage(argv)
+    except (AttributeError, KeyError) as error:
+        field = str(error).strip("\"'")
+        given = [a.split("=")[0] for a in argv[1:] if a.startswith("--config.")]
+        named = [a for a in given if a.split(".")[-1] == field] or given
+        print(
+            f"train.py: {', '.join(named)}: the config has no field '{field}' (its fields are "
+            "in the --config file and configs/common.py)",
+            file=sys.stderr,
+        )
+        sys.exit(2)
+
+
 def main(argv: list[str]) -> int:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
@@ -61,4 +78,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=parse_flags)

@@ -97,6 +97,22 @@ def test_config_checks():
         loop.check_config(config)
 
 
+@pytest.mark.parametrize("override", ["--config.semantic_weight=0", "--config.misalign.frame=3"])
+def test_unknown_config_field_is_named_in_one_line(tmp_path, override):
+    run = subprocess.run(
+        [sys.executable, "train.py", "--config=configs/demo.py", f"--workdir={tmp_path}", override],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    field = override.split("=")[0].split(".")[-1]
+    assert run.returncode == 2
+    assert f"{override.split('=')[0]}: the config has no field '{field}'" in run.stderr
+    assert "Traceback" not in run.stderr
+    assert not any(tmp_path.iterdir())
+
+
 # --- training runs (train.py processes) -----------------------------------------------------
 
 
