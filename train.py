@@ -39,13 +39,16 @@ flags.mark_flags_as_required(["config", "workdir"])
 
 def parse_flags(argv: list[str]) -> list[str]:
     """absl's flag parsing, with a one-line error for a `--config.FIELD=...` override whose
-    FIELD the config does not have (ml_collections raises a bare AttributeError/KeyError)."""
+    FIELD the config does not have (ml_collections raises a bare AttributeError/KeyError).
+    Other such errors (e.g. raised by the config file's own code) propagate unchanged."""
     try:
         return app.parse_flags_with_usage(argv)
     except (AttributeError, KeyError) as error:
         field = str(error).strip("\"'")
         given = [a.split("=")[0] for a in argv[1:] if a.startswith("--config.")]
-        named = [a for a in given if a.split(".")[-1] == field] or given
+        named = [a for a in given if a.split(".")[-1] == field]
+        if not named:
+            raise
         print(
             f"train.py: {', '.join(named)}: the config has no field '{field}' (its fields are "
             "in the --config file and configs/common.py)",

@@ -106,11 +106,26 @@ def test_unknown_config_field_is_named_in_one_line(tmp_path, override):
         text=True,
         timeout=120,
     )
-    field = override.split("=")[0].split(".")[-1]
+    flag = override.split("=")[0]
     assert run.returncode == 2
-    assert f"{override.split('=')[0]}: the config has no field '{field}'" in run.stderr
+    assert f"{flag}: the config has no field '{flag.split('.')[-1]}'" in run.stderr
     assert "Traceback" not in run.stderr
     assert not any(tmp_path.iterdir())
+
+
+def test_config_file_errors_are_not_reported_as_unknown_fields(tmp_path):
+    config_file = tmp_path / "broken.py"
+    config_file.write_text("def get_config():\n    return {}.nothing\n")
+    run = subprocess.run(
+        [sys.executable, "train.py", f"--config={config_file}", f"--workdir={tmp_path / 'run'}"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode != 0
+    assert "has no attribute 'nothing'" in run.stderr
+    assert "the config has no field" not in run.stderr
 
 
 # --- training runs (train.py processes) -----------------------------------------------------
