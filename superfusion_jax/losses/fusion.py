@@ -120,3 +120,21 @@ def fusion_loss_rf(
     loss_ssim = ssim_loss(ir, fused) + ssim_loss(vi, fused)
     loss_intensity = _mean_abs(fused * pixel_mask, jnp.maximum(vi, ir) * pixel_mask)
     return weights[0] * loss_grad + weights[1] * loss_ssim + weights[2] * loss_intensity
+
+
+def aligned_rf_losses(ir_y: Array, vi_y: Array, fused_y: Array) -> dict[str, Array]:
+    """Stage RF's fusion objective on an aligned pair, as the stage-FS step's alternative.
+
+    Stage RF scores each fused image with `fusion_loss_rf` (targets: the per-pixel maximum of the
+    inputs' intensities and gradient magnitudes, plus SSIM to both) and weighs it by 10 in its
+    total. On an aligned pair there is no registration: one fused image, no validity mask.
+    ir_y, vi_y, fused_y: (N, H, W, 1) luminance in [0, 1]. Returns scalars `loss_fus` and
+    `loss_total` = 10·loss_fus.
+    """
+    loss_fus = fusion_loss_rf(ir_y, vi_y, fused_y)
+    return {"loss_fus": loss_fus, "loss_total": 10.0 * loss_fus}
+
+
+# Fusion objectives of the FusionNet-only step, by name (config.fusion_objective):
+# 'fs' is the release's stage-FS loss (mean targets), 'rf' stage RF's (max targets).
+FUSION_OBJECTIVES = {"fs": fs_losses, "rf": aligned_rf_losses}

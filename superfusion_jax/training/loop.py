@@ -40,6 +40,7 @@ from superfusion_jax.checkpoint import load_checkpoint
 from superfusion_jax.data.folders import PairedFolderSource
 from superfusion_jax.data.pipeline import make_train_iterator
 from superfusion_jax.data.synthetic import SyntheticPairs
+from superfusion_jax.losses.fusion import FUSION_OBJECTIVES
 from superfusion_jax.models.variants import quirks_for
 from superfusion_jax.training import mesh as mesh_lib
 from superfusion_jax.training import segmentation
@@ -325,6 +326,15 @@ def check_config(config: ml_collections.ConfigDict) -> None:
             "(SeAFusion's model_final.pth) or a folder trained with configs/segmentation.py "
             "(WORKDIR/best); --config.semantic_weight=0 trains as the release (no semantic term)"
         )
+    objective = config.get("fusion_objective", "fs")
+    if objective not in FUSION_OBJECTIVES:
+        raise ValueError(
+            f"config.fusion_objective must be one of {sorted(FUSION_OBJECTIVES)}, got {objective!r}"
+        )
+    if objective != "fs" and config.stage != "FS":
+        raise ValueError(
+            f"config.fusion_objective applies to stage FS only (config.stage is {config.stage!r})"
+        )
     if config.stage == "segmentation":
         segmentation.check_config(config)
     if config.batch_size % jax.process_count():
@@ -364,6 +374,7 @@ def _step_function(config: ml_collections.ConfigDict, optimizer: optax.GradientT
             variant=config.variant,
             optimizer=optimizer,
             semantic_weight=_semantic_weight(config),
+            objective=config.get("fusion_objective", "fs"),
         )
     frame_size = _frame_size(config)
     misalign = MisalignConfig(

@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import optax
 
 from superfusion_jax.data.misalign import misalign_pair
-from superfusion_jax.losses.fusion import fs_losses
+from superfusion_jax.losses.fusion import FUSION_OBJECTIVES
 from superfusion_jax.losses.registration import rf_losses, valid_masks
 from superfusion_jax.losses.semantic import semantic_loss
 from superfusion_jax.models.bisenet import BiSeNet
@@ -288,6 +288,7 @@ def fs_loss_fn(
     *,
     variant: str,
     semantic_weight: float = 0.0,
+    objective: str = "fs",
 ) -> tuple[Array, dict]:
     """Stage-FS loss (`backward_FS`): 10 · loss_fus + semantic_weight · loss_semantic.
 
@@ -296,12 +297,14 @@ def fs_loss_fn(
     network's variables (`apply_segmenter`), needed when semantic_weight > 0; it segments
     `fs_forward`'s `fused_rgb` and `losses.semantic.semantic_loss` (Lovasz-Softmax of the main
     head + 0.25 · of the auxiliary head) scores it against the labels. The release multiplies
-    that term by 0.0 (semantic_weight 0: the term is not computed).
-    Returns (loss_total, terms of `fs_losses`: loss_intensity, loss_ssim, loss_grad, loss_fus,
-    loss_total, plus loss_semantic when semantic_weight > 0).
+    that term by 0.0 (semantic_weight 0: the term is not computed). objective: the fusion loss
+    by name (`losses.fusion.FUSION_OBJECTIVES`): 'fs' the release's stage-FS loss, 'rf' stage
+    RF's max-target loss on the aligned pair.
+    Returns (loss_total, the objective's terms (for 'fs': loss_intensity, loss_ssim, loss_grad,
+    loss_fus, loss_total), plus loss_semantic when semantic_weight > 0).
     """
     out = fs_forward(params, batch, variant=variant)
-    terms = fs_losses(out["ir_y"], out["vi_y"], out["fused_y"])
+    terms = FUSION_OBJECTIVES[objective](out["ir_y"], out["vi_y"], out["fused_y"])
     if semantic_weight:
         if segmenter is None or "label" not in batch:
             raise ValueError("a semantic term needs the segmenter's variables and batch['label']")
@@ -320,20 +323,26 @@ def fs_step(
     variant: str,
     optimizer: optax.GradientTransformation,
     semantic_weight: float = 0.0,
+    objective: str = "fs",
 ) -> tuple[TrainState, dict]:
     """One stage-FS update (`update_FS`): FusionNet only; the DenseMatcher's params, its optimiser
     state and the BatchNorm statistics are untouched.
 
     batch: `ir`, `vi` (B, H, W, 3) aligned (+ `label` (B, H, W) with a semantic term);
-    segmenter, semantic_weight: see `fs_loss_fn` (the segmenter is frozen: an argument, never
-    updated). Returns (new state, metrics): the `fs_loss_fn` terms, `grad_norm_fusion_net`
-    (before clipping) and `nonfinite`.
+    segmenter, semantic_weight, objective: see `fs_loss_fn` (the segmenter is frozen: an
+    argument, never updated). Returns (new state, metrics): the `fs_loss_fn` terms,
+    `grad_norm_fusion_net` (before clipping) and `nonfinite`.
     """
 
     def loss(fusion_params: dict) -> tuple[Array, dict]:
         params = {**state.params, "fusion_net": fusion_params}
         return fs_loss_fn(
-            params, batch, segmenter, variant=variant, semantic_weight=semantic_weight
+            params,
+            batch,
+            segmenter,
+            variant=variant,
+            semantic_weight=semantic_weight,
+            objective=objective,
         )
 
     (_, terms), fusion_grads = jax.value_and_grad(loss, has_aux=True)(state.params["fusion_net"])
