@@ -1,0 +1,167 @@
+"""Training-free registration on real misaligned pairs: accuracy and seconds per pair.
+
+    python benchmarks/registration.py                         # the 20 MSRS test pairs
+    python benchmarks/registration.py --set stress            # the stress set (RoadScene, TNO)
+    python benchmarks/registration.py --methods global --out results/registration.json
+
+msrs: ../shared/data/msrs_test (ir_warp onto vi against flow/). stress: `--pairs` aligned pairs
+from ../shared/data/roadscene_train and ../shared/data/tno (alternating, sorted by name), centre
+crops of 240 x 320, each misaligned with `data.stress.StressMisalignment` (seed = its index).
+Beside each method, the identity (no registration) and the least-squares affine fit of the
+ground truth (the floor of any global-only method). Metrics as evaluate.py computes them:
+EPE mean over all pixels and over the covered pixels (those that are some pixel's source),
+median, % under 1/3/5 px, folded pixels %; seconds per pair after compilation (median).
+Prints a Markdown table; --out also writes every figure as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from superfusion_jax.data.stress import StressMisalignment, make_pair
+from superfusion_jax.evaluation import registration_metrics as rm
+from superfusion_jax.io.ground_truth import read_flow_mat
+from superfusion_jax.io.images import read_image
+from superfusion_jax.registration import geometry, methods
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+COLUMNS = (
+    "epe_mean_px",
+    "epe_mean_covered_px",
+    "epe_median_px",
+    "epe_under_1px_pct",
+    "epe_under_3px_pct",
+    "epe_under_5px_pct",
+    "folding_pct",
+)
+
+
+def msrs_pairs() -> list[dict]:
+    root = DATA / "msrs_test"
+    pairs = []
+    for path in sorted((root / "vi").glob("*.png")):
+        pairs.append(
+            {
+                "name": path.stem,
+                "vi": read_image(path),
+                "ir": read_image(root / "ir" / path.name),
+                "ir_warp": read_image(root / "ir_warp" / path.name),
+                "source_px": read_flow_mat(root / "flow" / f"{path.name}.mat"),
+            }
+        )
+    return pairs
+
+
+def _centre_crop(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    h, w = image.shape[:2]
+    scale = max(size[0] / h, size[1] / w, 1.0)
+    if scale > 1.0:
+        shape = (int(np.ceil(h * scale)), int(np.ceil(w * scale)), image.shape[2])
+        image = np.asarray(jax.image.resize(image, shape, "linear"))
+        h, w = image.shape[:2]
+    top, left = (h - size[0]) // 2, (w - size[1]) // 2
+    return image[top : top + size[0], left : left + size[1]]
+
+
+def stress_pairs(count: int, size=(240, 320)) -> list[dict]:
+    sources = [sorted((DATA / d / "vi").iterdir()) for d in ("roadscene_train", "tno")]
+    pairs = []
+    for index in range(count):
+        vi_path = sources[index % 2][index // 2]
+        if vi_path.suffix.lower() not in (".png", ".jpg", ".jpeg"):
+            continue
+        vi = _centre_crop(read_image(vi_path), size)
+        ir = _centre_crop(read_image(vi_path.parent.parent / "ir" / vi_path.name), size)
+        ir_warp, source = make_pair(jax.random.key(index), ir, StressMisalignment())
+        name = f"{vi_path.parent.parent.name}/{vi_path.stem}"
+        pairs.append({"name": name, "vi": vi, "ir": ir, "ir_warp": ir_warp, "source_px": source})
+    return pairs
+
+
+def affine_floor(source_px: np.ndarray) -> np.ndarray:
+    """Positions of the least-squares affine fit of the ground truth's inverse (pixels)."""
+    h, w = source_px.shape[:2]
+    q = np.asarray(geometry.level_points((h, w), (h, w))).reshape(-1, 2).astype(np.float64)
+    p = source_px.reshape(-1, 2).astype(np.float64)
+    inside = (p[:, 0] >= -0.5) & (p[:, 0] <= w - 0.5) & (p[:, 1] >= -0.5) & (p[:, 1] <= h - 0.5)
+    design = np.concatenate([p[inside], np.ones((inside.sum(), 1))], 1)
+    coefficients, *_ = np.linalg.lstsq(design, q[inside], rcond=None)
+    grid = np.concatenate([q, np.ones((q.shape[0], 1))], 1)  # positions p of the output frame
+    return (grid @ coefficients).reshape(h, w, 2).astype(np.float32)
+
+
+def score(positions: np.ndarray, pair: dict) -> dict[str, float]:
+    registered = np.asarray(
+        geometry.sample(jnp.asarray(pair["ir_warp"]), jnp.asarray(positions), positions.shape[:2])
+    )
+    out = rm.score_registration(
+        jnp.asarray(positions)[None],
+        jnp.asarray(pair["source_px"])[None],
+        jnp.asarray(registered)[None],
+        jnp.asarray(pair["ir"])[None],
+    )
+    return {k: float(v[0]) for k, v in out.items() if k in COLUMNS}
+
+
+def run_method(method: str, pairs: list[dict]) -> tuple[list[dict], list[float]]:
+    rows, seconds = [], []
+    settings = methods.settings_for(method) if method in methods.METHODS else None
+    for pair in pairs:
+        h, w = pair["vi"].shape[:2]
+        start = time.perf_counter()
+        if method == "identity":
+            positions = np.asarray(geometry.level_points((h, w), (h, w)))
+        elif method == "affine floor":
+            positions = affine_floor(pair["source_px"])
+        else:
+            out = methods.register(pair["ir_warp"][None], pair["vi"][None], settings)
+            positions = np.asarray(out["positions"][0])
+            seconds.append(time.perf_counter() - start)
+        rows.append(score(positions, pair))
+    return rows, seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--set", choices=("msrs", "stress"), default="msrs")
+    parser.add_argument("--pairs", type=int, default=20, help="stress set: number of pairs")
+    parser.add_argument("--methods", default="identity,affine floor,global,optimize")
+    parser.add_argument("--out", type=Path, help="write the figures as JSON here")
+    args = parser.parse_args()
+
+    pairs = msrs_pairs() if args.set == "msrs" else stress_pairs(args.pairs)
+    print(f"{len(pairs)} pairs ({args.set}), device {jax.devices()[0].device_kind}")
+    header = ["method", *COLUMNS, "worst pair EPE", "s/pair (first)"]
+    print("| " + " | ".join(header) + " |\n|" + "---|" * len(header))
+    results = {}
+    for method in args.methods.split(","):
+        rows, seconds = run_method(method, pairs)
+        mean = {k: float(np.mean([r[k] for r in rows])) for k in COLUMNS}
+        worst = max(r["epe_mean_px"] for r in rows)
+        timing = (
+            f"{statistics.median(seconds[1:] or seconds):.2f} ({seconds[0]:.1f})"
+            if seconds
+            else "-"
+        )
+        cells = [f"{mean[k]:.2f}" for k in COLUMNS]
+        print("| " + " | ".join([method, *cells, f"{worst:.2f}", timing]) + " |", flush=True)
+        results[method] = {
+            "mean": mean,
+            "per_pair": {p["name"]: r for p, r in zip(pairs, rows, strict=True)},
+            "seconds": seconds,
+        }
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,65 @@
+"""Heavier misalignment than the release's test protocol, to stress a registration method.
+
+About twice the release's `randflow(7, 0.07, 15)` of the MSRS test set: a rotation of up to
+`max_angle_deg` and a scale in `scale_range` about the image centre, a translation of up to
+`max_translation` of each side, plus a smooth elastic field (`data.misalign.elastic_field`: noise
+blurred six times by a Gaussian of sigma 15 px) scaled to at most `max_elastic_px`.
+`make_pair` returns the warped infrared image and its ground truth in the layout
+`io.ground_truth.read_flow_mat` gives: for each pixel of the warped image, the position in the
+aligned image it shows (pixels, x then y), the `source_px` of `evaluation.registration_metrics`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.scipy.ndimage import map_coordinates
+
+from superfusion_jax.data.misalign import elastic_field
+from superfusion_jax.registration import geometry
+from superfusion_jax.registration.search import similarity_matrix
+
+
+@dataclasses.dataclass(frozen=True)
+class StressMisalignment:
+    """Ranges of the drawn deformation (uniform draws); pixels and degrees."""
+
+    max_angle_deg: float = 15.0
+    scale_range: tuple[float, float] = (0.9, 1.1)
+    max_translation: float = 0.12
+    max_elastic_px: float = 4.0
+
+
+def source_positions(
+    key: jax.Array, shape: tuple[int, int], spec: StressMisalignment
+) -> np.ndarray:
+    """Draw one deformation of an (H, W) frame: (H, W, 2) source positions, pixels, float32."""
+    k_angle, k_scale, k_shift, k_noise = jax.random.split(key, 4)
+    angle = jax.random.uniform(k_angle, (), minval=-1.0, maxval=1.0) * spec.max_angle_deg
+    scale = jax.random.uniform(k_scale, (), minval=spec.scale_range[0], maxval=spec.scale_range[1])
+    height, width = shape
+    _, half = geometry.centre_and_scale(shape)
+    shift_px = jax.random.uniform(k_shift, (2,), minval=-1.0, maxval=1.0) * spec.max_translation
+    shift_px = shift_px * jnp.asarray([width, height], jnp.float32)
+    matrix = similarity_matrix(angle, scale).at[:2, 2].set(shift_px / half)
+    points = geometry.level_points(shape, shape)
+    noise = jax.random.uniform(k_noise, (height, width, 2), minval=-1.0, maxval=1.0)
+    elastic = elastic_field(noise)
+    elastic = elastic / jnp.max(jnp.linalg.norm(elastic, axis=-1)) * spec.max_elastic_px
+    return np.asarray(geometry.transform_points(matrix, points, shape) + elastic, np.float32)
+
+
+def warp_image(image: np.ndarray, source_px: np.ndarray) -> np.ndarray:
+    """Sample an (H, W, C) image at source positions (H, W, 2): bilinear, zero outside."""
+    rows, cols = jnp.asarray(source_px[..., 1]), jnp.asarray(source_px[..., 0])
+    sample = lambda c: map_coordinates(jnp.asarray(c), [rows, cols], order=1, mode="constant")
+    return np.stack([np.asarray(sample(image[..., c])) for c in range(image.shape[-1])], -1)
+
+
+def make_pair(key: jax.Array, ir: np.ndarray, spec: StressMisalignment):
+    """(ir_warp (H, W, C), source_px (H, W, 2)) for an aligned infrared image (H, W, C)."""
+    source = source_positions(key, ir.shape[:2], spec)
+    return warp_image(ir, source), source
