@@ -63,6 +63,13 @@ _ALLOW_UNTRAINED = flags.DEFINE_bool(
     "allow_untrained", False, "model: without --checkpoint, use random weights (meaningless)."
 )
 _DATA = flags.DEFINE_string("data", None, "model: folder with ir_warp/, vi/, ir/, flow/.")
+_REGISTRATION = flags.DEFINE_enum(
+    "registration",
+    None,
+    ["network", "global", "optimize", "global+network"],
+    "model: registration method (default: network with --checkpoint or --allow_untrained, "
+    "else the shipped model's own); global and optimize need no registration weights.",
+)
 _FUSED = flags.DEFINE_multi_string("fused", [], "folders: a method's fused images (repeat).")
 _IR = flags.DEFINE_string("ir", None, "folders: aligned infrared images.")
 _VI = flags.DEFINE_string("vi", None, "folders: visible images.")
@@ -389,9 +396,10 @@ def _model_job() -> Job:
         "data": str(data),
         "checkpoint": _CHECKPOINT.value or f"shipped model '{weights.DEFAULT}'",
         "variant": pipeline.variant,
+        "registration": pipeline.registration,
         "methods": {
             "registration": {
-                MODEL: "the model's ir2vis field",
+                MODEL: f"the ir2vis field of registration '{pipeline.registration}'",
                 IDENTITY: "no registration (ir_warp as it is)",
             },
             "fusion": {
@@ -410,14 +418,15 @@ def _model_job() -> Job:
 def _load_pipeline():
     from superfusion_jax.inference import Pipeline
 
+    registration = _REGISTRATION.value
     if _CHECKPOINT.value is None and _ALLOW_UNTRAINED.value:
         tqdm.write(f"{PROG}: WARNING: untrained model (random weights)", file=sys.stderr)
-        return Pipeline.untrained()
+        return Pipeline.untrained(registration=registration or "network")
     try:
         if _CHECKPOINT.value is None:
             tqdm.write(f"{PROG}: using the shipped model '{weights.DEFAULT}'", file=sys.stderr)
-            return Pipeline.pretrained()
-        return Pipeline.from_checkpoint(_CHECKPOINT.value)
+            return Pipeline.pretrained(registration=registration)
+        return Pipeline.from_checkpoint(_CHECKPOINT.value, registration=registration or "network")
     except (FileNotFoundError, ValueError) as error:
         flag = "--checkpoint" if _CHECKPOINT.value is not None else "the shipped model"
         raise UsageError(f"{flag}: {error}") from error

@@ -24,6 +24,11 @@ from superfusion_jax.io.pairs import ImagePair, PairListing, find_pairs
 from superfusion_jax.models.variants import VARIANTS
 from superfusion_jax.visualization import flow_to_color
 
+# The registration methods (superfusion_jax.inference.REGISTRATIONS; listed here so that the
+# command line parses without importing JAX) and those needing the network's weights.
+REGISTRATIONS = ("network", "global", "optimize", "global+network")
+TRAINING_FREE = ("global", "optimize")
+
 if TYPE_CHECKING:
     from superfusion_jax.inference import Pipeline
 
@@ -71,8 +76,16 @@ model:
   Without --checkpoint the model shipped with the package is used
   (superfusion_jax/weights); --checkpoint is a folder written by `superfusion convert` (or
   training) or a single-file .npz checkpoint. --untrained runs random weights instead:
-  every output is then meaningless (for trying the command). Where no model is shipped, one of
-  --checkpoint or --untrained is required.
+  every output is then meaningless (for trying the command).
+
+registration (register, run):
+  --registration network         the checkpoint's registration network (the release's way)
+  --registration global          training-free: global search + affine refinement
+  --registration optimize        training-free: global + a smooth diffeomorphic residual
+  --registration global+network  the global stage, then the network on the residual
+  Default: network with --checkpoint or --untrained, else optimize. The training-free
+  methods need no weights (`register` then runs without any model). Where one finds no
+  alignment (too little overlap), the identity is used and the summary says so.
 
 exit status:
   0 every pair written; 1 some pairs failed (unreadable or truncated files,
@@ -140,6 +153,7 @@ class _Report:
 
     written: list[str] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)
+    unregistered: list[str] = field(default_factory=list)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -254,10 +268,16 @@ def _add_processing_arguments(sub: argparse.ArgumentParser, registers: bool) -> 
         help="pairs of one image size processed together (default 1; larger helps on a GPU)",
     )
     if registers:
+        sub.add_argument(
+            "--registration",
+            choices=REGISTRATIONS,
+            help="how to register (see below); default: network with --checkpoint or "
+            "--untrained, else optimize",
+        )
         sub.add_argument("--save-disp", action="store_true", help="also write NAME_disp.npy")
         sub.add_argument("--save-flow-png", action="store_true", help="also write NAME_flow.png")
     else:
-        sub.set_defaults(save_disp=False, save_flow_png=False)
+        sub.set_defaults(save_disp=False, save_flow_png=False, registration=None)
 
 
 def _positive_int(text: str) -> int:
@@ -284,7 +304,29 @@ def _convert(args: argparse.Namespace) -> int:
 
 def _process(args: argparse.Namespace) -> int:
     """register / fuse / run over the pairs named by --ir and --vi."""
-    if args.checkpoint is None and not args.untrained and not weights.available():
+    if args.registration is None and args.command != "fuse":
+        explicit = args.checkpoint is not None or args.untrained
+        args.registration = "network" if explicit else "optimize"
+    weights_free = args.command == "register" and args.registration in TRAINING_FREE
+    if (
+        args.checkpoint is None
+        and not args.untrained
+        and args.registration
+        in (
+            "network",
+            "global+network",
+        )
+    ):
+        raise UsageError(
+            f"--registration {args.registration} needs the network's weights: pass "
+            "--checkpoint DIR (or --untrained), or use --registration optimize"
+        )
+    if (
+        args.checkpoint is None
+        and not args.untrained
+        and not weights_free
+        and not weights.available()
+    ):
         raise UsageError(
             "no --checkpoint given and this installation ships no model. Import official "
             "weights with `superfusion convert --from FILE.pth --to DIR` and pass --checkpoint "
@@ -300,7 +342,7 @@ def _process(args: argparse.Namespace) -> int:
             bar.update(len(batch))
             bar.set_postfix(failed=len(report.failed))
     _print_summary(args, listing, report)
-    return 1 if report.failed else 0
+    return 1 if report.failed or report.unregistered else 0
 
 
 def _list_pairs(ir: Path, vi: Path) -> PairListing:
@@ -333,16 +375,20 @@ def _prepare_output(out: Path) -> None:
 def _load_pipeline(args: argparse.Namespace) -> Pipeline:
     from superfusion_jax.inference import Pipeline
 
+    registration = args.registration or "network"
     if args.untrained:
         print(_UNTRAINED_WARNING, file=sys.stderr)
-        return Pipeline.untrained(variant=args.variant or "faithful")
+        return Pipeline.untrained(variant=args.variant or "faithful", registration=registration)
+    if args.checkpoint is None and args.command == "register" and registration in TRAINING_FREE:
+        print(f"{PROG}: training-free registration '{registration}' (no weights)", file=sys.stderr)
+        return Pipeline.training_free(registration, variant=args.variant or "faithful")
     source = args.checkpoint or f"the shipped model '{weights.DEFAULT}'"
     try:
         if args.checkpoint is None:
-            pipeline = Pipeline.pretrained()
+            pipeline = Pipeline.pretrained(registration=args.registration)
             print(f"{PROG}: using {source} (superfusion_jax/weights)", file=sys.stderr)
         else:
-            pipeline = Pipeline.from_checkpoint(args.checkpoint)
+            pipeline = Pipeline.from_checkpoint(args.checkpoint, registration=registration)
     except (FileNotFoundError, ValueError) as error:
         raise UsageError(str(error)) from error
     if args.variant is None or args.variant == pipeline.variant:
@@ -357,7 +403,7 @@ def _load_pipeline(args: argparse.Namespace) -> Pipeline:
         f"{PROG}: WARNING: running '{pipeline.variant}' weights as variant '{args.variant}'",
         file=sys.stderr,
     )
-    return Pipeline(pipeline.variables, args.variant)
+    return Pipeline(pipeline.variables, args.variant, pipeline.registration)
 
 
 def _batches(
@@ -436,6 +482,8 @@ def _process_batch(
         report.failed.extend((pair.name, f"model failed: {first_line}") for pair in readable)
         return
     for index, pair in enumerate(readable):
+        if "registration_ok" in outputs and not outputs["registration_ok"][index]:
+            report.unregistered.append(pair.name)
         try:
             _write_outputs(args, pair.name, {key: value[index] for key, value in outputs.items()})
         except OSError as error:
@@ -466,4 +514,9 @@ def _print_summary(args: argparse.Namespace, listing: PairListing, report: _Repo
         + "."
     ]
     lines += [f"  failed {name}: {reason}" for name, reason in report.failed]
+    lines += [
+        f"  not registered {name}: '{args.registration}' found no alignment (too little "
+        "overlap); the identity was used"
+        for name in report.unregistered
+    ]
     print("\n".join(lines))

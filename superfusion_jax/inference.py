@@ -1,8 +1,13 @@
-"""Inference API: a SuperFusion model with its variables, jit-compiled once per input shape.
+"""Inference API: registration (by the network or training-free) and fusion of batches of pairs,
+jit-compiled once per input shape.
 
 pipe = Pipeline.pretrained()                  # or .from_checkpoint("ckpt/"), .untrained()
 out = pipe.register_and_fuse(ir, vi)          # ir, vi: (N, H, W, 3) float32 RGB in [0, 1]
 out["fused"], out["ir_reg"], out["disp"]      # numpy; disp (N, H, W, 2) normalised units
+
+Registration methods (`REGISTRATIONS`): 'network' (the DenseMatcher, as the release), 'global'
+and 'optimize' (training-free, `superfusion_jax.registration`: no weights needed), and
+'global+network' (the global stage first, then the DenseMatcher on the residual, composed).
 """
 
 from __future__ import annotations
@@ -17,68 +22,138 @@ import numpy as np
 from superfusion_jax.checkpoint import load_checkpoint
 from superfusion_jax.models.superfusion import SuperFusion
 from superfusion_jax.models.variants import quirks_for
-from superfusion_jax.ops.displacement import disp_to_pixels
+from superfusion_jax.ops.displacement import base_grid_pixels, disp_to_pixels
+from superfusion_jax.ops.warp import warp
+from superfusion_jax.registration import geometry, methods
+
+REGISTRATIONS = ("network", "global", "optimize", "global+network")
+# Methods that need the DenseMatcher's weights.
+NETWORK_REGISTRATIONS = ("network", "global+network")
 
 
 class Pipeline:
-    """Registration/fusion of batches of pairs with fixed variables (eval mode)."""
+    """Registration/fusion of batches of pairs with fixed variables (eval mode).
 
-    def __init__(self, variables: dict, variant: str = "faithful"):
+    variables: SuperFusion's {'params', 'batch_stats'}, or None for a registration-only
+    pipeline of a training-free method (then `fuse` is refused). registration: a name of
+    REGISTRATIONS; registration_settings: the training-free stage's settings (default: those of
+    'optimize' for 'optimize', of 'global' for 'global' and 'global+network').
+    """
+
+    def __init__(
+        self,
+        variables: dict | None,
+        variant: str = "faithful",
+        registration: str = "network",
+        registration_settings: methods.RegistrationSettings | None = None,
+    ):
         quirks_for(variant)
+        if registration not in REGISTRATIONS:
+            raise ValueError(
+                f"unknown registration {registration!r}; expected one of {REGISTRATIONS}"
+            )
+        if registration in NETWORK_REGISTRATIONS and (
+            variables is None or "dense_matcher" not in variables["params"]
+        ):
+            raise ValueError(
+                f"registration {registration!r} needs the registration network's weights, and "
+                "this model has none (fusion only); use 'optimize' or 'global'"
+            )
         self.variant = variant
-        self.model = SuperFusion(variant)
-        self.variables = jax.device_put(
-            {"params": variables["params"], "batch_stats": variables.get("batch_stats", {})}
+        self.registration = registration
+        self.settings = registration_settings or methods.settings_for(
+            "optimize" if registration == "optimize" else "global"
         )
-        self._run = {
-            method: jax.jit(functools.partial(self.model.apply, method=method))
-            for method in ("register", "fuse", "register_and_fuse")
-        }
+        self.model = SuperFusion(variant)
+        self.variables = None
+        if variables is not None:
+            self.variables = jax.device_put(
+                {"params": variables["params"], "batch_stats": variables.get("batch_stats", {})}
+            )
+        self._grid_quirk = quirks_for(variant).align_corners_base_grid
+        self._register = jax.jit(self._register_batch)
+        self._fuse = jax.jit(functools.partial(self.model.apply, method="fuse"))
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path) -> Pipeline:
+    def from_checkpoint(cls, path: str | Path, registration: str = "network") -> Pipeline:
         """Load a checkpoint folder written by `superfusion convert` or training, or a
         single-file checkpoint (`.npz`, `checkpoint.save_flat`)."""
         variables, meta = load_checkpoint(path)
-        return cls(variables, meta["variant"])
+        return cls(variables, meta["variant"], registration)
 
     @classmethod
-    def pretrained(cls, name: str | None = None) -> Pipeline:
-        """A model shipped with the package (`superfusion_jax.weights`; default: its DEFAULT)."""
+    def pretrained(cls, name: str | None = None, registration: str | None = None) -> Pipeline:
+        """A model shipped with the package (`superfusion_jax.weights`; default: its DEFAULT),
+        with the registration its metadata names unless `registration` is given."""
         from superfusion_jax import weights
 
         variables, meta = weights.load(name or weights.DEFAULT)
-        return cls(variables, meta["variant"])
+        return cls(variables, meta["variant"], registration or meta.get("registration", "network"))
 
     @classmethod
-    def untrained(cls, seed: int = 0, variant: str = "faithful") -> Pipeline:
+    def untrained(cls, seed: int = 0, variant: str = "faithful", registration: str = "network"):
         """Randomly initialised weights (the release's init): outputs are meaningless."""
         x = jnp.zeros((1, 16, 16, 3), jnp.float32)
         variables = SuperFusion(variant).init(jax.random.key(seed), x, x)
-        return cls(variables, variant)
+        return cls(variables, variant, registration)
 
-    def _call(self, method: str, ir: np.ndarray, vi: np.ndarray) -> dict[str, np.ndarray]:
+    @classmethod
+    def training_free(cls, method: str = "optimize", variant: str = "faithful") -> Pipeline:
+        """Registration only, by a training-free method ('global' or 'optimize'); no weights."""
+        return cls(None, variant, method)
+
+    def _register_batch(self, variables: dict | None, ir: jax.Array, vi: jax.Array) -> dict:
+        if self.registration == "network":
+            return self.model.apply(variables, ir, vi, method="register")
+        found = methods.register(ir, vi, self.settings)
+        positions = found["positions"]
+        if self.registration == "global+network":
+            ahead = warp(
+                ir, methods.positions_to_disp(positions, self._grid_quirk), self._grid_quirk
+            )
+            net = self.model.apply(variables, ahead, vi, method="register")["disp"]
+            h, w = ir.shape[1:3]
+            net_positions = base_grid_pixels(h, w) + disp_to_pixels(net, self._grid_quirk)
+            compose = lambda m, p: geometry.transform_points(m, p, (h, w))
+            positions = jax.vmap(compose)(found["matrix"], net_positions)
+        disp = methods.positions_to_disp(positions, self._grid_quirk)
+        return {
+            "ir_reg": warp(ir, disp, self._grid_quirk),
+            "disp": disp,
+            "registration_ok": found["ok"],
+        }
+
+    def _check(self, ir: np.ndarray, vi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         ir, vi = np.asarray(ir, np.float32), np.asarray(vi, np.float32)
         if ir.shape != vi.shape or ir.ndim != 4 or ir.shape[-1] != 3:
             raise ValueError(
                 f"expected ir and vi of one shape (N, H, W, 3); got {ir.shape} and {vi.shape}"
             )
-        out = self._run[method](self.variables, ir, vi)
-        return {key: np.asarray(value) for key, value in out.items()}
+        return ir, vi
 
     def register(self, ir: np.ndarray, vi: np.ndarray) -> dict[str, np.ndarray]:
-        """{'ir_reg': (N, H, W, 3), 'disp': (N, H, W, 2) normalised} for ir onto vi."""
-        return self._call("register", ir, vi)
+        """{'ir_reg': (N, H, W, 3), 'disp': (N, H, W, 2) normalised} for ir onto vi; a
+        training-free method adds 'registration_ok' (N,) bool: False where it found no
+        alignment and returned the identity. ValueError for pairs it cannot register."""
+        ir, vi = self._check(ir, vi)
+        if self.registration != "network":
+            methods.check_pair(ir, vi)
+        out = self._register(self.variables, ir, vi)
+        return {key: np.asarray(value) for key, value in out.items()}
 
     def fuse(self, ir: np.ndarray, vi: np.ndarray) -> dict[str, np.ndarray]:
         """{'fused': (N, H, W, 3) RGB} of an aligned pair."""
-        return self._call("fuse", ir, vi)
+        ir, vi = self._check(ir, vi)
+        if self.variables is None:
+            raise ValueError("this pipeline has no fusion weights (registration only)")
+        return {"fused": np.asarray(self._fuse(self.variables, ir, vi)["fused"])}
 
     def register_and_fuse(self, ir: np.ndarray, vi: np.ndarray) -> dict[str, np.ndarray]:
-        """{'ir_reg', 'disp', 'fused'}: registration of ir onto vi, then fusion."""
-        return self._call("register_and_fuse", ir, vi)
+        """{'ir_reg', 'disp', 'fused'} (+ 'registration_ok'): registration of ir onto vi, then
+        fusion of the registered pair."""
+        out = self.register(ir, vi)
+        return {**out, **self.fuse(out["ir_reg"], vi)}
 
     def disp_to_pixels(self, disp: np.ndarray) -> np.ndarray:
         """(N, H, W, 2) normalised displacement -> pixel displacement (dx, dy)."""
-        grid_quirk = quirks_for(self.variant).align_corners_base_grid
-        return np.asarray(disp_to_pixels(jnp.asarray(disp), grid_quirk))
+        return np.asarray(disp_to_pixels(jnp.asarray(disp), self._grid_quirk))

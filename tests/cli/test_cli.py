@@ -23,23 +23,28 @@ class FakePipeline:
 
     created: list["FakePipeline"] = []
 
-    def __init__(self, variables: dict, variant: str = "faithful"):
+    def __init__(self, variables, variant: str = "faithful", registration: str = "network"):
         self.variables, self.variant, self.calls = variables, variant, []
+        self.registration = registration
         FakePipeline.created.append(self)
 
     @classmethod
-    def from_checkpoint(cls, path):
+    def from_checkpoint(cls, path, registration="network"):
         if not Path(path).is_dir():
             raise FileNotFoundError(f"checkpoint folder {path} does not exist")
-        return cls({"params": {}}, "faithful")
+        return cls({"params": {}}, "faithful", registration)
 
     @classmethod
-    def untrained(cls, seed=0, variant="faithful"):
-        return cls({"params": {}}, variant)
+    def untrained(cls, seed=0, variant="faithful", registration="network"):
+        return cls({"params": {}}, variant, registration)
 
     @classmethod
-    def pretrained(cls, name=None):
-        return cls({"params": {"shipped": name}}, "faithful")
+    def pretrained(cls, name=None, registration=None):
+        return cls({"params": {"shipped": name}}, "faithful", registration or "network")
+
+    @classmethod
+    def training_free(cls, method="optimize", variant="faithful"):
+        return cls(None, variant, method)
 
     def register(self, ir, vi):
         self.calls.append(("register", ir.shape, vi.shape))
@@ -193,6 +198,42 @@ def test_the_shipped_model_is_the_default(tmp_path, fake, capsys, monkeypatch):
     assert "shipped model" in capsys.readouterr().err
     assert main([*argv, "--out", str(tmp_path / "o2"), "--untrained", "--checkpoint", "x"]) == 2
     assert "not allowed with" in capsys.readouterr().err
+
+
+def test_register_without_weights_uses_the_training_free_method(tmp_path, fake, monkeypatch):
+    monkeypatch.setattr("superfusion_jax.weights.available", lambda: [])
+    _pair(tmp_path, "p", (24, 40))
+    argv = ["register", "--ir", str(tmp_path / "ir"), "--vi", str(tmp_path / "vi")]
+    assert main([*argv, "--out", str(tmp_path / "o")]) == 0
+    assert fake[0].variables is None and fake[0].registration == "optimize"
+    assert main([*argv, "--out", str(tmp_path / "o2"), "--registration", "global"]) == 0
+    assert fake[1].registration == "global"
+
+
+def test_network_registration_needs_weights(tmp_path, fake, capsys):
+    _pair(tmp_path, "p", (24, 40))
+    argv = ["register", "--ir", str(tmp_path / "ir"), "--vi", str(tmp_path / "vi")]
+    assert main([*argv, "--out", str(tmp_path / "o"), "--registration", "network"]) == 2
+    assert "--checkpoint" in capsys.readouterr().err and fake == []
+    assert main([*argv, "--out", str(tmp_path / "o"), "--untrained"]) == 0
+    assert fake[0].registration == "network"
+
+
+def test_a_pair_left_unregistered_is_flagged_and_exits_1(tmp_path, fake, capsys, monkeypatch):
+    def register(self, ir, vi):
+        return {
+            "ir_reg": ir,
+            "disp": np.zeros(ir.shape[:3] + (2,), np.float32),
+            "registration_ok": np.zeros(ir.shape[0], bool),
+        }
+
+    monkeypatch.setattr(FakePipeline, "register", register)
+    _pair(tmp_path, "p", (24, 40))
+    argv = ["register", "--ir", str(tmp_path / "ir"), "--vi", str(tmp_path / "vi")]
+    assert main([*argv, "--out", str(tmp_path / "o")]) == 1
+    summary = capsys.readouterr().out
+    assert "1 of 1 pairs written" in summary
+    assert "not registered p: 'optimize' found no alignment" in summary
 
 
 def test_unwritable_output_folder_fails_before_any_work(tmp_path, fake, capsys):

@@ -269,3 +269,18 @@ def test_the_inverse_of_the_real_ground_truth_scores_near_zero():
     assert median < 0.01 and mean < 0.05, (median, mean)
     identity = np.asarray(rm.composition_error(jnp.asarray(p[None], jnp.float32), source[None]))
     assert identity.mean() > 10.0
+
+
+def test_covered_pixels_exclude_what_left_the_frame():
+    """ir_warp pixel q shows ir pixel q + (3, 0): columns 0-2 of ir are nobody's source, and
+    the exact inverse scores 0 px on the covered pixels but not over all of them."""
+    h, w = 6, 10
+    src = np.asarray(rm.base_grid_pixels(h, w))[None] + np.float32([3.0, 0.0])
+    covered = np.asarray(rm.covered_pixels(jnp.asarray(src)))[0]
+    np.testing.assert_array_equal(covered[:, :3], 0.0)
+    np.testing.assert_array_equal(covered[:, 3:], 1.0)
+    exact = jnp.asarray(np.asarray(rm.base_grid_pixels(h, w))[None] - np.float32([3.0, 0.0]))
+    images = jnp.zeros((1, h, w, 3))
+    out = rm.score_registration(exact, jnp.asarray(src), images, images)
+    assert float(out["epe_mean_covered_px"][0]) < 1e-5
+    assert float(out["epe_mean_px"][0]) > 0.5
