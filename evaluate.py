@@ -349,6 +349,12 @@ def _model_job() -> Job:
             fused_aligned = pipeline.fuse(batch["ir"], batch["vi"])["fused"]
         except (ValueError, RuntimeError, MemoryError) as error:
             raise SkipPair(f"model failed: {str(error).strip().splitlines()[0]}") from error
+        if "registration_ok" in out and not bool(out["registration_ok"][0]):
+            tqdm.write(
+                f"{PROG}: WARNING: {name}: registration '{pipeline.registration}' found no "
+                "alignment; scored as returned (the identity)",
+                file=sys.stderr,
+            )
         h, w = source_px.shape[:2]
         positions = rm.sampling_positions(jnp.asarray(out["disp"]), grid_quirk)
         identity = base_grid_pixels(h, w)[None]

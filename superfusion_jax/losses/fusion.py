@@ -122,16 +122,19 @@ def fusion_loss_rf(
     return weights[0] * loss_grad + weights[1] * loss_ssim + weights[2] * loss_intensity
 
 
-def aligned_rf_losses(ir_y: Array, vi_y: Array, fused_y: Array) -> dict[str, Array]:
+def aligned_rf_losses(
+    ir_y: Array, vi_y: Array, fused_y: Array, weights: Sequence[float] = RF_WEIGHTS
+) -> dict[str, Array]:
     """Stage RF's fusion objective on an aligned pair, as the stage-FS step's alternative.
 
     Stage RF scores each fused image with `fusion_loss_rf` (targets: the per-pixel maximum of the
     inputs' intensities and gradient magnitudes, plus SSIM to both) and weighs it by 10 in its
     total. On an aligned pair there is no registration: one fused image, no validity mask.
-    ir_y, vi_y, fused_y: (N, H, W, 1) luminance in [0, 1]. Returns scalars `loss_fus` and
+    ir_y, vi_y, fused_y: (N, H, W, 1) luminance in [0, 1]; weights: of the gradient, SSIM and
+    intensity terms (the release's RF_WEIGHTS by default). Returns scalars `loss_fus` and
     `loss_total` = 10·loss_fus.
     """
-    loss_fus = fusion_loss_rf(ir_y, vi_y, fused_y)
+    loss_fus = fusion_loss_rf(ir_y, vi_y, fused_y, weights=weights)
     return {"loss_fus": loss_fus, "loss_total": 10.0 * loss_fus}
 
 

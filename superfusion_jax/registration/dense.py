@@ -76,8 +76,9 @@ def integrate_velocity(velocity: Array, spacing: int, squarings: int) -> Array:
     """exp(v) - id on the control grid by scaling and squaring: velocity (gh, gw, 2) in
     full-res px at the control points; returns the displacement there (gh, gw, 2), px."""
     gh, gw = velocity.shape[:2]
-    rows, cols = jnp.meshgrid(jnp.arange(gh, dtype=jnp.float32), jnp.arange(gw, dtype=jnp.float32),
-                              indexing="ij")
+    rows, cols = jnp.meshgrid(
+        jnp.arange(gh, dtype=jnp.float32), jnp.arange(gw, dtype=jnp.float32), indexing="ij"
+    )
 
     def at(field: Array, disp: Array) -> Array:
         r, c = rows + disp[..., 1] / spacing, cols + disp[..., 0] / spacing
@@ -107,14 +108,16 @@ def diffusion(control: Array) -> Array:
 def positions(matrix: Array, control: Array, full_shape, shape, settings: DenseSettings) -> Array:
     """Sampling positions A(p + d(p)) (h, w, 2) in the moving image for every pixel p of a level
     of size `shape`, full-res px."""
-    residual = interpolate(control_displacement(control, settings), full_shape, shape,
-                           settings.spacing)
+    residual = interpolate(
+        control_displacement(control, settings), full_shape, shape, settings.spacing
+    )
     points = geometry.level_points(full_shape, shape)
     return geometry.transform_points(matrix, points + residual, full_shape)
 
 
-def refine_dense(similarity, fixed: Array, moving: Array, matrix: Array,
-                 settings: DenseSettings) -> Array:
+def refine_dense(
+    similarity, fixed: Array, moving: Array, matrix: Array, settings: DenseSettings
+) -> Array:
     """Optimise the control grid behind `matrix` (3, 3). fixed, moving: (H, W) grey images.
     Returns the control grid (gh, gw, 2), full-res px."""
     full_shape = fixed.shape

@@ -61,9 +61,10 @@ def scaled_for(settings: RegistrationSettings, shape: tuple[int, int]) -> Regist
     else:
         multiplier = ratio
     resize = lambda factor: max(1, round(factor * multiplier))
-    if all(resize(lv.factor) == lv.factor for lv in settings.parametric_levels) and resize(
-        settings.search.factor
-    ) == settings.search.factor:
+    if (
+        all(resize(lv.factor) == lv.factor for lv in settings.parametric_levels)
+        and resize(settings.search.factor) == settings.search.factor
+    ):
         return settings
     level = lambda lv: dataclasses.replace(lv, factor=resize(lv.factor))
     replaced = {
@@ -138,13 +139,16 @@ def register_pair(fixed: Array, moving: Array, settings: RegistrationSettings) -
 
 @functools.partial(jax.jit, static_argnames="settings")
 def register(ir_warp: Array, vi: Array, settings: RegistrationSettings) -> dict:
-    """A batch of pairs, (N, H, W, 3) RGB in [0, 1] each (infrared as grey RGB), vmapped.
+    """A batch of pairs, (N, H, W, 3) RGB in [0, 1] each (infrared as grey RGB).
 
     Returns `register_pair`'s outputs with a leading batch axis. Compiled once per size and
-    settings; deterministic.
+    settings; deterministic. The pairs are vmapped on accelerators; on a CPU they run one after
+    the other inside the compiled program (`lax.map`), since the vmapped gathers of the
+    bilinear sampling ran 2.2x slower there (480 x 640, one pair).
     """
-    run = lambda f, m: register_pair(f, m, settings)
-    return jax.vmap(run)(luminance(vi), luminance(ir_warp))
+    run = lambda pair: register_pair(pair[0], pair[1], settings)
+    batched = jax.lax.map if jax.default_backend() == "cpu" else jax.vmap
+    return batched(run, (luminance(vi), luminance(ir_warp)))
 
 
 def positions_to_disp(positions: Array, align_corners_grid: bool) -> Array:

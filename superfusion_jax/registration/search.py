@@ -29,7 +29,7 @@ class SearchSettings:
     of the frame; top_k: candidates kept for refinement."""
 
     angles_deg: tuple[float, ...] = tuple(float(a) for a in range(-16, 17, 2))
-    scales: tuple[float, ...] = (1.0,)
+    scales: tuple[float, ...] = (0.9, 1.0, 1.1)
     factor: int = 4
     max_shift: float = 0.2
     min_overlap: float = 0.5

@@ -375,6 +375,7 @@ def _step_function(config: ml_collections.ConfigDict, optimizer: optax.GradientT
             optimizer=optimizer,
             semantic_weight=_semantic_weight(config),
             objective=config.get("fusion_objective", "fs"),
+            objective_weights=tuple(config.get("fusion_weights", ())),
         )
     frame_size = _frame_size(config)
     misalign = MisalignConfig(

@@ -289,6 +289,7 @@ def fs_loss_fn(
     variant: str,
     semantic_weight: float = 0.0,
     objective: str = "fs",
+    objective_weights: tuple[float, ...] = (),
 ) -> tuple[Array, dict]:
     """Stage-FS loss (`backward_FS`): 10 · loss_fus + semantic_weight · loss_semantic.
 
@@ -299,12 +300,14 @@ def fs_loss_fn(
     head + 0.25 · of the auxiliary head) scores it against the labels. The release multiplies
     that term by 0.0 (semantic_weight 0: the term is not computed). objective: the fusion loss
     by name (`losses.fusion.FUSION_OBJECTIVES`): 'fs' the release's stage-FS loss, 'rf' stage
-    RF's max-target loss on the aligned pair.
+    RF's max-target loss on the aligned pair; objective_weights: its term weights (empty: the
+    release's).
     Returns (loss_total, the objective's terms (for 'fs': loss_intensity, loss_ssim, loss_grad,
     loss_fus, loss_total), plus loss_semantic when semantic_weight > 0).
     """
     out = fs_forward(params, batch, variant=variant)
-    terms = FUSION_OBJECTIVES[objective](out["ir_y"], out["vi_y"], out["fused_y"])
+    weights = {"weights": tuple(objective_weights)} if objective_weights else {}
+    terms = FUSION_OBJECTIVES[objective](out["ir_y"], out["vi_y"], out["fused_y"], **weights)
     if semantic_weight:
         if segmenter is None or "label" not in batch:
             raise ValueError("a semantic term needs the segmenter's variables and batch['label']")
@@ -324,13 +327,14 @@ def fs_step(
     optimizer: optax.GradientTransformation,
     semantic_weight: float = 0.0,
     objective: str = "fs",
+    objective_weights: tuple[float, ...] = (),
 ) -> tuple[TrainState, dict]:
     """One stage-FS update (`update_FS`): FusionNet only; the DenseMatcher's params, its optimiser
     state and the BatchNorm statistics are untouched.
 
     batch: `ir`, `vi` (B, H, W, 3) aligned (+ `label` (B, H, W) with a semantic term);
-    segmenter, semantic_weight, objective: see `fs_loss_fn` (the segmenter is frozen: an
-    argument, never updated). Returns (new state, metrics): the `fs_loss_fn` terms,
+    segmenter, semantic_weight, objective, objective_weights: see `fs_loss_fn` (the segmenter
+    is frozen: an argument, never updated). Returns (new state, metrics): the `fs_loss_fn` terms,
     `grad_norm_fusion_net` (before clipping) and `nonfinite`.
     """
 
@@ -343,6 +347,7 @@ def fs_step(
             variant=variant,
             semantic_weight=semantic_weight,
             objective=objective,
+            objective_weights=objective_weights,
         )
 
     (_, terms), fusion_grads = jax.value_and_grad(loss, has_aux=True)(state.params["fusion_net"])

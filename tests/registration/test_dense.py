@@ -45,9 +45,7 @@ def test_dense_refinement_recovers_a_smooth_shift():
 
     fixed = jnp.asarray(scene(xs + shift, ys), jnp.float32)
     moving = jnp.asarray(scene(xs, ys), jnp.float32)
-    settings = dense.DenseSettings(
-        spacing=8, smoothness=0.01, levels=(LevelSchedule(1, 60, 0.5),)
-    )
+    settings = dense.DenseSettings(spacing=8, smoothness=0.01, levels=(LevelSchedule(1, 60, 0.5),))
     control = dense.refine_dense(MIND(), fixed, moving, jnp.eye(3), settings)
     found = dense.positions(jnp.eye(3), control, SHAPE, SHAPE, settings)
     points = geometry.level_points(SHAPE, SHAPE)

@@ -113,3 +113,16 @@ def test_large_images_are_registered_at_a_bounded_working_size():
     small = methods.scaled_for(settings, (240, 320))
     assert small.search.factor == 2 and [lv.factor for lv in small.parametric_levels] == [2, 1]
     assert methods.scaled_for(settings, (480, 640)) is settings
+
+
+def test_the_homography_model_recovers_a_perspective_transform():
+    truth = TRUE.copy()
+    truth[2, :2] = [0.03, -0.02]  # perspective: up to about 2 px at the corners
+    fixed, moving = _pair(truth)
+    out = methods.register(
+        _rgb(moving), _rgb(fixed), methods.settings_for("global", model="homography")
+    )
+    points = geometry.level_points(SHAPE, SHAPE)
+    expected = np.asarray(geometry.transform_points(jnp.asarray(truth), points, SHAPE))
+    error = np.linalg.norm(np.asarray(out["positions"][0]) - expected, axis=-1)
+    assert error.mean() < 0.15, error.mean()
