@@ -432,7 +432,7 @@ def _load_pipeline():
         if _CHECKPOINT.value is None:
             tqdm.write(f"{PROG}: using the shipped model '{weights.DEFAULT}'", file=sys.stderr)
             return Pipeline.pretrained(registration=registration)
-        return Pipeline.from_checkpoint(_CHECKPOINT.value, registration=registration or "network")
+        return Pipeline.from_checkpoint(_CHECKPOINT.value, registration=registration)
     except (FileNotFoundError, ValueError) as error:
         flag = "--checkpoint" if _CHECKPOINT.value is not None else "the shipped model"
         raise UsageError(f"{flag}: {error}") from error

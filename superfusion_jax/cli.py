@@ -83,7 +83,8 @@ registration (register, run):
   --registration global          training-free: global search + affine refinement
   --registration optimize        training-free: global + a smooth diffeomorphic residual
   --registration global+network  the global stage, then the network on the residual
-  Default: network with --checkpoint or --untrained, else optimize. The training-free
+  Default: the checkpoint's own (network unless its metadata names another), network with
+  --untrained, else optimize (and the shipped model's own for run). The training-free
   methods need no weights (`register` then runs without any model). Where one finds no
   alignment (too little overlap), the identity is used and the summary says so.
 
@@ -271,8 +272,8 @@ def _add_processing_arguments(sub: argparse.ArgumentParser, registers: bool) -> 
         sub.add_argument(
             "--registration",
             choices=REGISTRATIONS,
-            help="how to register (see below); default: network with --checkpoint or "
-            "--untrained, else optimize",
+            help="how to register (see below); default: the checkpoint's own (usually network), "
+            "else optimize",
         )
         sub.add_argument("--save-disp", action="store_true", help="also write NAME_disp.npy")
         sub.add_argument("--save-flow-png", action="store_true", help="also write NAME_flow.png")
@@ -304,9 +305,8 @@ def _convert(args: argparse.Namespace) -> int:
 
 def _process(args: argparse.Namespace) -> int:
     """register / fuse / run over the pairs named by --ir and --vi."""
-    if args.registration is None and args.command != "fuse":
-        explicit = args.checkpoint is not None or args.untrained
-        args.registration = "network" if explicit else "optimize"
+    if args.registration is None and args.checkpoint is None and args.command != "fuse":
+        args.registration = "network" if args.untrained else "optimize"
     weights_free = args.command == "register" and args.registration in TRAINING_FREE
     if (
         args.checkpoint is None
@@ -335,6 +335,7 @@ def _process(args: argparse.Namespace) -> int:
     listing = _list_pairs(args.ir, args.vi)
     _prepare_output(args.out)
     pipeline = _load_pipeline(args)
+    args.registration = pipeline.registration
     report = _Report()
     with tqdm(total=len(listing.pairs), unit="pair", desc=args.command, disable=None) as bar:
         for batch, padded_size in _batches(listing.pairs, args.batch_size, report, bar):
@@ -375,10 +376,12 @@ def _prepare_output(out: Path) -> None:
 def _load_pipeline(args: argparse.Namespace) -> Pipeline:
     from superfusion_jax.inference import Pipeline
 
-    registration = args.registration or "network"
+    registration = args.registration
     if args.untrained:
         print(_UNTRAINED_WARNING, file=sys.stderr)
-        return Pipeline.untrained(variant=args.variant or "faithful", registration=registration)
+        return Pipeline.untrained(
+            variant=args.variant or "faithful", registration=registration or "network"
+        )
     if args.checkpoint is None and args.command == "register" and registration in TRAINING_FREE:
         print(f"{PROG}: training-free registration '{registration}' (no weights)", file=sys.stderr)
         return Pipeline.training_free(registration, variant=args.variant or "faithful")

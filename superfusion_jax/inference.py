@@ -75,11 +75,12 @@ class Pipeline:
         self._fuse = jax.jit(functools.partial(self.model.apply, method="fuse"))
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, registration: str = "network") -> Pipeline:
+    def from_checkpoint(cls, path: str | Path, registration: str | None = None) -> Pipeline:
         """Load a checkpoint folder written by `superfusion convert` or training, or a
-        single-file checkpoint (`.npz`, `checkpoint.save_flat`)."""
+        single-file checkpoint (`.npz`, `checkpoint.save_flat`). registration: None takes the
+        one its metadata names ('network' when it names none)."""
         variables, meta = load_checkpoint(path)
-        return cls(variables, meta["variant"], registration)
+        return cls(variables, meta["variant"], registration or meta.get("registration", "network"))
 
     @classmethod
     def pretrained(cls, name: str | None = None, registration: str | None = None) -> Pipeline:

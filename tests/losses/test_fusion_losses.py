@@ -176,3 +176,26 @@ def test_fs_losses_reproduce_the_golden_fs_step():
     ours = fs_losses(ir_y, vi_y, fused_y)
     for name in ("loss_intensity", "loss_ssim", "loss_grad", "loss_fus", "loss_total"):
         np.testing.assert_allclose(float(ours[name]), golden[name], rtol=1e-4, err_msg=name)
+
+
+def test_the_fs_step_can_train_with_stage_rfs_objective(rng):
+    """fs_loss_fn(objective='rf') is 10 x stage RF's fusion term of the aligned pair, with
+    the term weights it is given."""
+    from superfusion_jax.models.superfusion import SuperFusion
+    from superfusion_jax.training.steps import fs_forward, fs_loss_fn
+
+    batch = {
+        "ir": jnp.asarray(np.repeat(rng.random((2, 48, 48, 1), np.float32), 3, -1)),
+        "vi": jnp.asarray(rng.random((2, 48, 48, 3), np.float32)),
+    }
+    params = SuperFusion().init(jax.random.key(0), batch["ir"], batch["vi"])["params"]
+    out = fs_forward(params, batch, variant="faithful")
+    for weights in ((), (1.0, 0.0, 0.0)):
+        total, terms = fs_loss_fn(
+            params, batch, variant="faithful", objective="rf", objective_weights=weights
+        )
+        expected = fusion_loss_rf(
+            out["ir_y"], out["vi_y"], out["fused_y"], **({"weights": weights} if weights else {})
+        )
+        np.testing.assert_allclose(float(total), 10.0 * float(expected), rtol=1e-6)
+        assert set(terms) == {"loss_fus", "loss_total"}
