@@ -234,15 +234,21 @@ def _one(found: dict[str, list[Path]], name: str, folder: Path) -> Path:
 
 
 def _list_pairs(ir: Path, vi: Path, skipped: list[tuple[str, str]]) -> dict[str, dict[str, Path]]:
-    """Pairs of `ir` and `vi` by name; unpaired images are appended to `skipped`."""
+    """Pairs of `ir` and `vi` by name; unpaired images are skipped (`_skip`)."""
     listing = find_pairs(ir, vi)
     for path, reason in listing.skipped:
         tqdm.write(f"{PROG}: ignored {path}: {reason}", file=sys.stderr)
     for path in listing.ir_without_vi:
-        skipped.append((path.stem, f"{path} has no partner in {vi}"))
+        _skip(skipped, path.stem, f"{path} has no partner in {vi}")
     for path in listing.vi_without_ir:
-        skipped.append((path.stem, f"{path} has no partner in {ir}"))
+        _skip(skipped, path.stem, f"{path} has no partner in {ir}")
     return {p.name: {"ir": p.ir, "vi": p.vi} for p in listing.pairs}
+
+
+def _skip(skipped: list[tuple[str, str]], name: str, reason: str) -> None:
+    """Append (name, reason) to `skipped` and say so on stderr, once, when it is found."""
+    skipped.append((name, reason))
+    tqdm.write(f"{PROG}: skipped {name}: {reason}", file=sys.stderr)
 
 
 def _read_same_size(paths: dict[str, Path]) -> dict[str, np.ndarray]:
@@ -259,8 +265,15 @@ def _read_same_size(paths: dict[str, Path]) -> dict[str, np.ndarray]:
 
 
 def _fusion_metric_names() -> list[str]:
-    """The fusion metrics asked for (--metrics, default all of --preset), checked."""
+    """The fusion metrics asked for (--metrics, default all of --preset), checked: an empty
+    list or name, or one the preset does not have, is a UsageError."""
     known = list(PRESETS[_PRESET.value].metrics)
+    given = _METRICS.value
+    if given is not None and (not given or "" in given):
+        raise UsageError(
+            f"--metrics={','.join(given)} names no metric or an empty one; give "
+            f"metric names among {', '.join(known)} (or leave --metrics out for all of them)"
+        )
     asked = _METRICS.value or known
     unknown = [m for m in asked if m not in known]
     if unknown:
@@ -508,8 +521,7 @@ def _run(job: Job) -> tuple[list[str], dict[str, dict[str, dict[str, np.ndarray]
             try:
                 result = job.score(name, job.pairs[name])
             except SkipPair as error:
-                job.skipped.append((name, str(error)))
-                tqdm.write(f"{PROG}: skipped {name}: {error}", file=sys.stderr)
+                _skip(job.skipped, name, str(error))
             else:
                 names.append(name)
                 for method, confusion in result.confusions.items():
@@ -639,8 +651,6 @@ def main(argv: list[str]) -> int:
         return 1
     _write_outputs(job, names, results, confusions, out)
     print(f"{PROG}: evaluated {len(names)} pairs, skipped {len(job.skipped)}; results in {out}")
-    for name, reason in job.skipped:
-        print(f"{PROG}: skipped {name}: {reason}", file=sys.stderr)
     return 1 if job.skipped else 0
 
 

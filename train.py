@@ -72,12 +72,27 @@ def main(argv: list[str]) -> int:
     )
     if _DISTRIBUTED.value and not joined:
         jax.distributed.initialize()  # the other clusters JAX detects by itself, or an error
+    # Invalid config values and an unusable --workdir: one line, exit status 2, nothing done.
+    try:
+        loop.check_config(_CONFIG.value)
+    except ValueError as error:
+        return _usage_error(str(error))
+    try:
+        loop.check_workdir(_WORKDIR.value)
+    except ValueError as error:
+        return _usage_error(f"--workdir={_WORKDIR.value}: {error}")
     try:
         loop.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
     except loop.NonFiniteLossError as error:
         print(f"train.py: {error}", file=sys.stderr)
         return 3
     return 0
+
+
+def _usage_error(message: str) -> int:
+    """Print `message` as train.py's one-line error; returns the exit status 2."""
+    print(f"train.py: {message}", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

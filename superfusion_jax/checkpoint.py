@@ -84,10 +84,21 @@ def load_checkpoint(
     path: str | Path, model: str | None = SUPERFUSION
 ) -> tuple[dict, dict[str, Any]]:
     """Either form of checkpoint: a folder (`load_model`) or a single `.npz` file (`load_flat`).
-    Returns (variables as numpy pytree, metadata); model: as in `load_model`."""
+    Returns (variables as numpy pytree, metadata); model: as in `load_model`.
+    Any other file is a ValueError; an official .pth one says how to convert it."""
     path = Path(path).expanduser()
     if path.suffix == ".npz" and not path.is_dir():
         return load_flat(path, model)
+    if path.is_file():
+        if path.suffix in (".pth", ".pt"):
+            raise ValueError(
+                f"{path} is a PyTorch .pth file; convert it to a checkpoint folder first: "
+                f"`superfusion convert --from {path} --to DIR`, then pass --checkpoint DIR"
+            )
+        raise ValueError(
+            f"{path} is a file, not a checkpoint folder (from `superfusion convert` or "
+            "training) nor a single-file .npz checkpoint"
+        )
     return load_model(path, model)
 
 

@@ -289,13 +289,14 @@ def _positive_int(text: str) -> int:
 
 
 def _convert(args: argparse.Namespace) -> int:
-    """Import (--from a file) or export (--from a folder)."""
+    """Import (--from a file) or export (--from a folder). Paths that cannot be read or written
+    (missing, existing, read-only: OSError) are usage errors, like refused contents."""
     from superfusion_jax.convert.commands import EXPORT_FLAGS, convert
 
     options = {name: getattr(args, name) for name in EXPORT_FLAGS}
     try:
         content, notes = convert(args.src, args.dst, **options)
-    except (FileNotFoundError, FileExistsError, ValueError, ImportError) as error:
+    except (OSError, ValueError, ImportError) as error:
         raise UsageError(str(error)) from error
     for note in notes:
         print(f"{PROG} convert: WARNING: {note}", file=sys.stderr)
@@ -333,6 +334,7 @@ def _process(args: argparse.Namespace) -> int:
             "DIR, or pass --untrained to try the command on random weights (meaningless outputs)."
         )
     listing = _list_pairs(args.ir, args.vi)
+    _refuse_overwriting_inputs(args, listing)
     _prepare_output(args.out)
     pipeline = _load_pipeline(args)
     args.registration = pipeline.registration
@@ -360,6 +362,38 @@ def _list_pairs(ir: Path, vi: Path) -> PairListing:
     if not listing.pairs:
         raise UsageError(f"no infrared-visible pairs found in {ir} and {vi}")
     return listing
+
+
+# The file each output of `_write_outputs` is written to (NAME = pair name).
+_OUTPUT_FILES = {
+    "fused": "{}_fused.png",
+    "ir_reg": "{}_ir_reg.png",
+    "disp": "{}_disp.npy",
+    "flow": "{}_flow.png",
+}
+
+
+def _refuse_overwriting_inputs(args: argparse.Namespace, listing: PairListing) -> None:
+    """UsageError when an output file of the command (in --out) is one of the input images:
+    writing it would destroy that input, and another pair could then read the output."""
+    kinds = [
+        kind
+        for kind in _MODES[args.command][1]
+        if (kind != "disp" or args.save_disp) and (kind != "flow" or args.save_flow_png)
+    ]
+    inputs = {path.resolve() for pair in listing.pairs for path in (pair.ir, pair.vi)}
+    clashes = [
+        args.out / _OUTPUT_FILES[kind].format(pair.name)
+        for pair in listing.pairs
+        for kind in kinds
+        if (args.out / _OUTPUT_FILES[kind].format(pair.name)).resolve() in inputs
+    ]
+    if clashes:
+        more = f" (and {len(clashes) - 1} more)" if len(clashes) > 1 else ""
+        raise UsageError(
+            f"--out {args.out}: writing the output {clashes[0]}{more} would overwrite an input "
+            "image; choose an output folder apart from --ir and --vi"
+        )
 
 
 def _prepare_output(out: Path) -> None:

@@ -49,3 +49,16 @@ def test_flat_errors_name_the_file(tmp_path):
     np.savez(plain, w=np.zeros(2))
     with pytest.raises(ValueError, match="plain.npz"):
         load_flat(plain)
+
+
+def test_a_pth_file_is_not_a_checkpoint_and_says_how_to_convert_it(tmp_path):
+    pth = tmp_path / "model.pth"
+    pth.write_bytes(b"torch")
+    with pytest.raises(ValueError, match=r"superfusion convert --from .*model\.pth --to DIR"):
+        load_checkpoint(pth)
+    other = tmp_path / "notes.txt"
+    other.write_text("x")
+    with pytest.raises(ValueError, match="notes.txt is a file, not a checkpoint folder"):
+        load_checkpoint(other)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_checkpoint(tmp_path / "absent")

@@ -7,6 +7,7 @@ metadata (model folders) or config (training checkpoints, WORKDIR/checkpoints/ST
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 from superfusion_jax.checkpoint import BISENET, load_model, model_name, read_metadata, save_model
@@ -55,13 +56,33 @@ EXPORT_FLAGS = {
 def convert(src: str | Path, dst: str | Path, **options) -> tuple[str, tuple[str, ...]]:
     """The whole command: export when `src` is a folder (`export_folder`, with `options`), else
     import the file (`import_pth`; export options are refused). Returns (what was written, in
-    words; warnings)."""
+    words; warnings). ValueError when `dst` cannot be written (checked before any work)."""
     if Path(src).is_dir():
+        check_destination(dst)
         return export_folder(src, dst, **options)
     _refuse_options(
         options, f"export options, for --from a checkpoint folder; {src} is not a folder"
     )
+    if Path(dst).is_file():
+        raise ValueError(f"{dst} is a file; importing writes a new checkpoint folder")
+    check_destination(dst)
     return "checkpoint folder of " + import_pth(src, dst), ()
+
+
+def check_destination(dst: str | Path) -> None:
+    """ValueError naming `dst` when it cannot be created: the nearest existing folder above it
+    is a file, or no file can be written in it (read-only, permissions)."""
+    folder = Path(dst).absolute().parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise ValueError(f"cannot write {dst}: {folder} is a file, not a folder")
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as error:
+        reason = error.strerror or str(error)
+        raise ValueError(f"cannot write {dst}: {folder} is not writable ({reason})") from error
 
 
 def _refuse_options(options: dict, why: str) -> None:
@@ -74,8 +95,9 @@ def _refuse_options(options: dict, why: str) -> None:
 def export_folder(src: str | Path, dst: str | Path, **options) -> tuple[str, tuple[str, ...]]:
     """Write the checkpoint folder `src` as the .pth file `dst`; returns (what was written, in
     words; warnings). SuperFusion: `options` are those of `convert.export.export`. BiSeNet: a
-    plain state_dict, weights and running statistics (options given are refused)."""
-    src, dst = Path(src), Path(dst)
+    plain state_dict, weights and running statistics (options given are refused).
+    Relative paths are made absolute (orbax reads absolute paths only)."""
+    src, dst = Path(src).absolute(), Path(dst).absolute()
     if not _holds_segmenter(src):
         summary = export.export(src, dst, **options)
         if options.get("bare"):

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -87,11 +88,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
     Raises:
       NonFiniteLossError: a step's loss or gradient was NaN/Inf (the newest checkpoint is the
         last one saved before it).
-      ValueError: an invalid config value.
+      ValueError: an invalid config value, or a workdir that cannot be used (`check_workdir`).
     """
     check_config(config)
-    workdir = Path(workdir).expanduser().absolute()
-    workdir.mkdir(parents=True, exist_ok=True)
+    workdir = check_workdir(workdir)
 
     source = make_source(config.data)
     steps_per_epoch = config.steps_per_epoch
@@ -121,7 +121,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
     best = BestModel(workdir, task.best_metric) if task.best_metric else None
 
     writer = make_writer(
-        workdir, tensorboard={"auto": None, "yes": True, "no": False}[config.tensorboard]
+        workdir,
+        tensorboard={"auto": None, "yes": True, "no": False}[config.tensorboard],
+        start_step=start_step,
     )
     if start_step == 0 and task.evaluate is not None:
         writer.write_scalars(0, task.evaluate(state))
@@ -346,12 +348,35 @@ def check_config(config: ml_collections.ConfigDict) -> None:
         raise ValueError(f"config.tensorboard must be auto, yes or no, got {config.tensorboard!r}")
     if config.keep < 1:
         raise ValueError(f"config.keep must be at least 1, got {config.keep}")
+    if config.num_steps != -1 and config.num_steps < 1:
+        raise ValueError(
+            "config.num_steps must be a positive number of updates, or -1 for config.n_ep "
+            f"epochs, got {config.num_steps}"
+        )
+    if config.crop_size < 1:
+        raise ValueError(f"config.crop_size must be positive, got {config.crop_size}")
     if config.stage == "RF" and config.crop_size <= 45:
         raise ValueError(
             f"stage RF needs config.crop_size > 45 (loss windows), got {config.crop_size}"
         )
     if _frame_size(config) < config.crop_size:
         raise ValueError("config.misalign.frame_size must be -1 or >= config.crop_size")
+
+
+def check_workdir(workdir: str | Path) -> Path:
+    """The run's folder `workdir` as an absolute path, created if needed; ValueError naming it
+    when it is a file, cannot be created or cannot be written."""
+    path = Path(workdir).expanduser().absolute()
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{path} is a file, not a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as error:
+        reason = error.strerror or str(error)
+        raise ValueError(f"cannot write to the folder {path}: {reason}") from error
+    return path
 
 
 def _semantic_weight(config: ml_collections.ConfigDict) -> float:

@@ -2,6 +2,7 @@
 
 `make_writer(workdir)` returns one `Writer` for the run:
 - `workdir/metrics.jsonl`: one JSON object per `write_scalars` call, {"step": int, name: float};
+  a resumed run continues it, one record per step and kind (see `JsonlWriter`);
 - `workdir/images/NAME_STEP.png`: one PNG per image of each `write_images` call;
 - the console: a one-line summary per `write_scalars` call (through `tqdm.write`, so that a
   progress bar stays intact);
@@ -19,6 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -59,15 +61,21 @@ class Writer:
 class JsonlWriter(Writer):
     """Scalars appended to `workdir/metrics.jsonl`, images as PNGs in `workdir/images/`.
 
-    The file is opened in append mode, so a resumed run continues it; steps that a run repeats
-    after a resume appear twice (the later line is the one that led to the final model).
+    The file is opened in append mode, so a resumed run continues it. `start_step`: the step
+    the run starts from (that of the checkpoint it resumes); the records of the steps the run
+    writes again are first dropped from the file (those after `start_step`; all of them when it
+    is 0), so each step is recorded once, by the run that led to the final model. None keeps
+    the file as it is.
     """
 
-    def __init__(self, workdir: str | Path) -> None:
+    def __init__(self, workdir: str | Path, start_step: int | None = None) -> None:
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
+        path = self.workdir / METRICS_FILE
+        if start_step is not None and path.is_file():
+            _drop_records_after(path, int(start_step))
         # Line buffered: every record is on disk when written (the file can be followed live).
-        self._file = open(self.workdir / METRICS_FILE, "a", buffering=1, encoding="utf-8")
+        self._file = open(path, "a", buffering=1, encoding="utf-8")
 
     def write_scalars(self, step: int, scalars: Mapping[str, float]) -> None:
         record = {"step": int(step), **{k: _json_float(v) for k, v in scalars.items()}}
@@ -155,6 +163,7 @@ def make_writer(
     tensorboard: bool | None = None,
     console: bool = True,
     process_index: int | None = None,
+    start_step: int | None = None,
 ) -> Writer:
     """The writer of a training run (see the module docstring).
 
@@ -164,6 +173,8 @@ def make_writer(
         writes them, None writes them when TensorFlow is importable.
       console: also print a summary line per `write_scalars` call.
       process_index: this process's index (default `jax.process_index()`); only process 0 writes.
+      start_step: the step a run starts or resumes from: `metrics.jsonl` loses the records the
+        run writes again (`JsonlWriter`); None keeps it as it is.
 
     Returns:
       A `Writer`; a discarding one on processes other than 0.
@@ -172,7 +183,7 @@ def make_writer(
         process_index = jax.process_index()
     if process_index != 0:
         return Writer()
-    writers: list[Writer] = [JsonlWriter(workdir)]
+    writers: list[Writer] = [JsonlWriter(workdir, start_step)]
     if console:
         writers.append(ConsoleWriter())
     if tensorboard is None:
@@ -223,6 +234,23 @@ class MetricAverager:
     def reset(self) -> None:
         """Forget everything added so far."""
         self._collection = None
+
+
+def _drop_records_after(path: Path, start_step: int) -> None:
+    """Rewrite the JSON-lines file `path` without the records a run from `start_step` writes
+    again: those of later steps, and all of them from step 0 (whose evaluation is repeated).
+    Lines that are not whole JSON records (a write cut short by a kill) go as well."""
+    kept = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            step = int(json.loads(line)["step"])
+        except (ValueError, KeyError, TypeError):
+            continue
+        if step < start_step or (step == start_step and start_step > 0):
+            kept.append(line + "\n")
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text("".join(kept), encoding="utf-8")
+    os.replace(temporary, path)
 
 
 def _check_image(name: str, image: np.ndarray) -> np.ndarray:

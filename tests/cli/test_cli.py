@@ -246,6 +246,24 @@ def test_unwritable_output_folder_fails_before_any_work(tmp_path, fake, capsys):
     assert fake == []
 
 
+def test_outputs_that_would_overwrite_inputs_are_refused_before_any_work(tmp_path, fake, capsys):
+    """--out the infrared folder, which holds 'a' and 'a_fused': a's fused image would replace
+    the infrared input of pair a_fused (and be read as it)."""
+    _pair(tmp_path, "a", (24, 40))
+    _pair(tmp_path, "a_fused", (24, 40))
+    before = (tmp_path / "ir" / "a_fused.png").read_bytes()
+    argv = ["run", "--ir", str(tmp_path / "ir"), "--vi", str(tmp_path / "vi"), "--untrained"]
+    assert main([*argv, "--out", str(tmp_path / "ir")]) == 2
+    err = capsys.readouterr().err
+    assert f"writing the output {tmp_path / 'ir' / 'a_fused.png'} would overwrite" in err
+    assert "Traceback" not in err and fake == []
+    assert (tmp_path / "ir" / "a_fused.png").read_bytes() == before
+    assert _output_names(tmp_path / "ir") == ["a.png", "a_fused.png"]
+    # outputs beside inputs that they do not replace are fine
+    assert main(["register", *argv[1:], "--out", str(tmp_path / "ir")]) == 0
+    assert "a_ir_reg.png" in _output_names(tmp_path / "ir")
+
+
 def test_output_folder_keeps_no_probe_file(tmp_path, fake):
     _pair(tmp_path, "p", (24, 40))
     argv = ["fuse", "--ir", str(tmp_path / "ir"), "--vi", str(tmp_path / "vi")]
@@ -323,6 +341,19 @@ def test_convert_turns_errors_into_exit_code_2(tmp_path, monkeypatch, capsys):
     assert main(["convert", "--from", "good.pth", "--to", str(tmp_path / "c")]) == 0
     assert received[-1] == ("good.pth", str(tmp_path / "c"))
     assert "checkpoint folder of SuperFusion (variant faithful)" in capsys.readouterr().out
+
+
+def test_a_pth_checkpoint_is_refused_with_how_to_convert_it(tmp_path, capsys):
+    """The real Pipeline.from_checkpoint (no fake): the file is refused before any model."""
+    _pair(tmp_path, "p", (24, 40))
+    (tmp_path / "model.pth").write_bytes(b"torch")
+    argv = ["run", "--ir", str(tmp_path / "ir"), "--vi", str(tmp_path / "vi")]
+    argv += ["--out", str(tmp_path / "out"), "--checkpoint", str(tmp_path / "model.pth")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "model.pth is a PyTorch .pth file" in err and "does not exist" not in err
+    assert f"superfusion convert --from {tmp_path / 'model.pth'} --to DIR" in err
+    assert "--checkpoint DIR" in err and "Traceback" not in err
 
 
 def test_convert_missing_file(tmp_path, capsys):

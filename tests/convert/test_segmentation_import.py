@@ -149,8 +149,9 @@ def test_convert_command_both_ways(tmp_path, capsys):
     assert "already exists" in capsys.readouterr().err
 
 
-def test_segmentation_training_checkpoint_exports_its_weights(tmp_path, capsys):
-    """A RunCheckpoints step folder of configs/segmentation.py (stage 'segmentation')."""
+def _segmentation_training_checkpoint(workdir) -> None:
+    """A RunCheckpoints step folder WORKDIR/checkpoints/3 of configs/segmentation.py (stage
+    'segmentation') holding the weights of bisenet_seed0.pth."""
     variables = import_bisenet(require(SEG / "bisenet_seed0.pth"))
     state = TrainState(
         step=np.asarray(3, np.int32),
@@ -159,13 +160,58 @@ def test_segmentation_training_checkpoint_exports_its_weights(tmp_path, capsys):
         opt_state={"momentum": jax.tree_util.tree_map(np.zeros_like, variables["params"])},
         rng=np.zeros(2, np.uint32),
     )
-    run = RunCheckpoints(tmp_path / "run", keep=1, async_save=False)
+    run = RunCheckpoints(workdir, keep=1, async_save=False)
     iterator = make_train_iterator(SyntheticPairs(4, 16, 16), batch_size=2, crop_size=16, seed=0)
     run.save(state, iterator, {"stage": "segmentation", "variant": "faithful"})
     run.close()
+
+
+def test_segmentation_training_checkpoint_exports_its_weights(tmp_path, capsys):
+    _segmentation_training_checkpoint(tmp_path / "run")
     assert _convert(tmp_path / "run" / "checkpoints" / "3", tmp_path / "seg.pth") == 0
     capsys.readouterr()
     _assert_same_state_dict(SEG / "bisenet_seed0.pth", tmp_path / "seg.pth")
+
+
+def test_relative_paths_to_a_training_checkpoint(tmp_path, monkeypatch, capsys):
+    """--from run/checkpoints/STEP relative to the working directory (orbax reads absolute
+    paths only), and a relative --to."""
+    _segmentation_training_checkpoint(tmp_path / "run")
+    monkeypatch.chdir(tmp_path)
+    assert _convert("run/checkpoints/3", "seg.pth") == 0
+    assert "wrote seg.pth" in capsys.readouterr().out
+    _assert_same_state_dict(SEG / "bisenet_seed0.pth", tmp_path / "seg.pth")
+
+
+def test_unwritable_destination_is_one_line_with_exit_2(tmp_path, monkeypatch, capsys):
+    """--to inside a file, onto an existing file, or in a folder that cannot be written: one
+    line naming the path, exit 2, nothing written."""
+    from superfusion_jax.convert import commands
+
+    path = require(SEG / "bisenet_seed0.pth")
+    assert _convert(path, tmp_path / "seg") == 0
+    (tmp_path / "a_file").write_text("not a folder")
+    cases = [
+        ((path, tmp_path / "a_file" / "seg"), "a_file is a file, not a folder"),
+        ((path, tmp_path / "a_file"), "a_file is a file; importing writes a new checkpoint"),
+        ((tmp_path / "seg", tmp_path / "a_file" / "seg.pth"), "a_file is a file, not a folder"),
+    ]
+    for args, message in cases:
+        assert _convert(*args) == 2, args
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err and len(err.splitlines()) == 1, err
+
+    def read_only(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(commands.tempfile, "TemporaryFile", read_only)
+    for dst in (tmp_path / "ro" / "seg", tmp_path / "ro" / "seg.pth"):
+        src = path if dst.suffix == "" else tmp_path / "seg"
+        assert _convert(src, dst) == 2
+        err = capsys.readouterr().err
+        assert f"cannot write {dst}: {tmp_path} is not writable (Permission denied)" in err
+    assert (tmp_path / "a_file").read_text() == "not a folder"
+    assert not (tmp_path / "ro").exists()
 
 
 def test_superfusion_folder_without_variant_is_refused(tmp_path):

@@ -101,15 +101,19 @@ def test_folders_mode_reports_and_skips_bad_files(folders):
     corrupt = folders / "seafusion" / "00055D.png"
     corrupt.write_bytes(corrupt.read_bytes()[:200])  # truncated PNG
     (folders / "ir_fused" / "00091D_fused.png").unlink()
+    shutil.copy(folders / "ir" / "00004N.png", folders / "ir" / "lonely.png")  # no partner
     out = folders / "out"
     run = _evaluate(*_folders_args(folders, out))
     assert run.returncode == 1
     assert "Traceback" not in run.stderr
     assert f"skipped 00055D: {corrupt}" in run.stderr
     assert "skipped 00091D: no image named 00091D in" in run.stderr
+    assert "skipped lonely: " in run.stderr and "has no partner in" in run.stderr
+    for name in ("00055D", "00091D", "lonely"):  # each skip said once
+        assert run.stderr.count(f"skipped {name}:") == 1, run.stderr
     summary = json.loads((out / "summary.json").read_text())
     assert summary["images"] == ["00004N"]
-    assert [s["name"] for s in summary["skipped"]] == ["00055D", "00091D"]
+    assert [s["name"] for s in summary["skipped"]] == ["lonely", "00055D", "00091D"]
     names, _ = report.read_per_image_csv(out / "fusion_per_image.csv")
     assert names == ["00004N"]
 
@@ -128,6 +132,15 @@ def test_usage_errors_are_one_clear_message(args, message):
     run = _evaluate(*args)
     assert run.returncode == 2
     assert message in run.stderr and "Traceback" not in run.stderr
+
+
+@pytest.mark.parametrize("metrics", ["--metrics=", "--metrics=EN,", "--metrics= "])
+def test_an_empty_metric_list_is_refused_before_any_work(folders, metrics):
+    out = folders / "out"
+    run = _evaluate(*_folders_args(folders, out), metrics)
+    assert run.returncode == 2
+    assert "names no metric or an empty one" in run.stderr and "Traceback" not in run.stderr
+    assert not out.exists()
 
 
 # --- segmentation -----------------------------------------------------------------------------

@@ -97,6 +97,50 @@ def test_config_checks():
         loop.check_config(config)
 
 
+def test_run_length_and_crop_size_checks():
+    config = demo.get_config()
+    for num_steps in (-1, 1, 10):
+        config.num_steps = num_steps
+        loop.check_config(config)
+    for num_steps in (-5, 0, -2):
+        config.num_steps = num_steps
+        with pytest.raises(ValueError, match=f"config.num_steps .* got {num_steps}$"):
+            loop.check_config(config)
+    config = demo.get_config()
+    config.crop_size = -8
+    with pytest.raises(ValueError, match="config.crop_size must be positive, got -8"):
+        loop.check_config(config)
+
+
+def test_workdir_check(tmp_path):
+    assert loop.check_workdir(tmp_path / "new" / "run") == tmp_path / "new" / "run"
+    assert (tmp_path / "new" / "run").is_dir() and not any((tmp_path / "new" / "run").iterdir())
+    (tmp_path / "a_file").write_text("x")
+    with pytest.raises(ValueError, match="a_file is a file, not a folder"):
+        loop.check_workdir(tmp_path / "a_file")
+    with pytest.raises(ValueError, match="cannot write to the folder .*a_file/run"):
+        loop.check_workdir(tmp_path / "a_file" / "run")
+
+
+@pytest.mark.parametrize(
+    ("flag", "message"),
+    [
+        ("--config.crop_size=-8", "train.py: config.crop_size must be positive, got -8"),
+        ("--workdir={tmp}/a_file", "train.py: --workdir={tmp}/a_file: {tmp}/a_file is a file"),
+    ],
+)
+def test_bad_values_and_workdirs_are_one_line_with_exit_2(tmp_path, flag, message):
+    (tmp_path / "a_file").write_text("x")
+    argv = [sys.executable, "train.py", "--config=configs/demo.py", f"--workdir={tmp_path}/run"]
+    run = subprocess.run(
+        [*argv, flag.format(tmp=tmp_path)], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
+    assert run.returncode == 2
+    assert message.format(tmp=tmp_path) in run.stderr
+    assert "Traceback" not in run.stderr and len(run.stderr.strip().splitlines()) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file"]
+
+
 @pytest.mark.parametrize("override", ["--config.semantic_weight=0", "--config.misalign.frame=3"])
 def test_unknown_config_field_is_named_in_one_line(tmp_path, override):
     run = subprocess.run(

@@ -38,6 +38,32 @@ def test_resumed_run_appends(tmp_path):
     assert [json.loads(line)["step"] for line in lines] == [1, 2]
 
 
+def test_resume_keeps_one_record_per_step(tmp_path):
+    """A run logged steps 0-6 (checkpoint at 4) and was killed; the resumed run starts from 4
+    and logs 5-6 again: the file keeps steps 0-4 of the first run, then the second run's."""
+    path = tmp_path / writers.METRICS_FILE
+
+    def run(start_step, steps, value):
+        writer = writers.make_writer(
+            tmp_path, tensorboard=False, console=False, process_index=0, start_step=start_step
+        )
+        for step in steps:
+            writer.write_scalars(step, {"x": value})
+        writer.close()
+
+    run(0, range(7), 1.0)
+    with path.open("a") as file:
+        file.write('{"step": 7, "x"')  # a line cut short by the kill
+    run(4, (5, 6), 2.0)
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [(r["step"], r["x"]) for r in records] == [(s, 1.0) for s in range(5)] + [
+        (5, 2.0),
+        (6, 2.0),
+    ]
+    run(0, (0,), 3.0)  # a run from step 0 again (killed before its first checkpoint)
+    assert [json.loads(line) for line in path.read_text().splitlines()] == [{"step": 0, "x": 3.0}]
+
+
 def test_tensorboard_skipped_or_required_without_tensorflow(tmp_path):
     if writers.tensorflow_available():
         pytest.skip("TensorFlow is installed here")
