@@ -85,6 +85,14 @@ def settings_for(method: str, **overrides) -> RegistrationSettings:
     if method not in METHODS:
         raise ValueError(f"unknown registration method {method!r}; expected one of {METHODS}")
     settings = RegistrationSettings(**overrides)
+    if settings.model not in geometry.NUM_PARAMS:
+        raise ValueError(
+            f"unknown model {settings.model!r}; expected one of {list(geometry.NUM_PARAMS)}"
+        )
+    if settings.dense is not None and settings.dense.form not in dense.FORMS:
+        raise ValueError(
+            f"unknown dense form {settings.dense.form!r}; expected one of {dense.FORMS}"
+        )
     if method == "global":
         settings = dataclasses.replace(settings, dense=None)
     elif settings.dense is None:

@@ -126,3 +126,13 @@ def test_the_homography_model_recovers_a_perspective_transform():
     expected = np.asarray(geometry.transform_points(jnp.asarray(truth), points, SHAPE))
     error = np.linalg.norm(np.asarray(out["positions"][0]) - expected, axis=-1)
     assert error.mean() < 0.15, error.mean()
+
+
+def test_unknown_names_in_the_settings_are_refused():
+    with pytest.raises(ValueError, match="unknown registration method 'fast'"):
+        methods.settings_for("fast")
+    with pytest.raises(ValueError, match="unknown model 'projective'"):
+        methods.settings_for("global", model="projective")
+    bad = dataclasses.replace(methods.RegistrationSettings().dense, form="bspline")
+    with pytest.raises(ValueError, match="unknown dense form 'bspline'"):
+        methods.settings_for("optimize", dense=bad)
