@@ -16,10 +16,11 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.scipy.ndimage import map_coordinates
 
 from superfusion_jax.data.misalign import elastic_field
+from superfusion_jax.ops.warp import warp
 from superfusion_jax.registration import geometry
+from superfusion_jax.registration.methods import positions_to_disp
 from superfusion_jax.registration.search import similarity_matrix
 
 
@@ -53,10 +54,10 @@ def source_positions(
 
 
 def warp_image(image: np.ndarray, source_px: np.ndarray) -> np.ndarray:
-    """Sample an (H, W, C) image at source positions (H, W, 2): bilinear, zero outside."""
-    rows, cols = jnp.asarray(source_px[..., 1]), jnp.asarray(source_px[..., 0])
-    sample = lambda c: map_coordinates(jnp.asarray(c), [rows, cols], order=1, mode="constant")
-    return np.stack([np.asarray(sample(image[..., c])) for c in range(image.shape[-1])], -1)
+    """Sample an (H, W, C) image at source positions (H, W, 2) as the release made its test
+    pairs: bilinear, zero outside (`ops.warp.warp` on the pixel-centre grid)."""
+    disp = positions_to_disp(jnp.asarray(source_px)[None], align_corners_grid=False)
+    return np.asarray(warp(jnp.asarray(image)[None], disp, align_corners_grid=False)[0])
 
 
 def make_pair(key: jax.Array, ir: np.ndarray, spec: StressMisalignment):

@@ -21,10 +21,9 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from superfusion_jax.registration import geometry
-from superfusion_jax.registration.parametric import LevelSchedule, level_objective
+from superfusion_jax.registration.parametric import LevelSchedule, level_objective, minimise
 
 Array = jax.Array
 
@@ -131,16 +130,5 @@ def refine_dense(
             where = positions(matrix, c, full_shape, shape, settings)
             return -objective(where, jacobian) + settings.smoothness * diffusion(c)
 
-        schedule = optax.cosine_decay_schedule(level.learning_rate, level.iterations, alpha=0.1)
-        optimizer = optax.adam(schedule)
-
-        def step(carry, _, loss=loss, optimizer=optimizer):
-            c, opt_state = carry
-            grad = jax.grad(loss)(c)
-            updates, opt_state = optimizer.update(grad, opt_state, c)
-            return (optax.apply_updates(c, updates), opt_state), None
-
-        (control, _), _ = jax.lax.scan(
-            step, (control, optimizer.init(control)), None, level.iterations
-        )
+        control = minimise(loss, control, level.iterations, level.learning_rate)
     return control

@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from superfusion_jax.ops.color import rgb_to_ycbcr
 from superfusion_jax.ops.displacement import base_grid_pixels, pixels_to_disp
 from superfusion_jax.registration import dense, geometry, parametric, search
 from superfusion_jax.registration.similarity import make_similarity
@@ -33,10 +34,11 @@ class RegistrationSettings:
 
     similarity: a name of `similarity.SIMILARITIES`; model: 'affine' or 'homography';
     search: the global start; parametric_levels: refinement of the transform (learning rates in
-    pixels); dense: the residual field, or None (the 'global' method); working_size:
-    images whose longer side exceeds it are registered as if that large (every pyramid factor
-    and the control spacing multiplied by ceil(longer side / working_size)), so time and memory
-    stay bounded; the output is still full size (the field is smooth, interpolated).
+    pixels); dense: the residual field, or None (the 'global' method); working_size: the longer
+    side the pyramid factors and control spacing are meant for; other sizes scale them
+    (`scaled_for`), so a large image costs about what a working_size one does (the output is
+    still full size: the field is smooth, interpolated) and a small one is not searched at a
+    uselessly coarse level.
     """
 
     similarity: str = "mind"
@@ -100,12 +102,6 @@ def settings_for(method: str, **overrides) -> RegistrationSettings:
     return settings
 
 
-def luminance(rgb: Array) -> Array:
-    """(..., 3) RGB in [0, 1] -> (...) BT.601 luminance (an infrared image stored as grey RGB
-    gives its grey level)."""
-    return 0.299 * rgb[..., 0] + 0.587 * rgb[..., 1] + 0.114 * rgb[..., 2]
-
-
 def register_pair(fixed: Array, moving: Array, settings: RegistrationSettings) -> dict:
     """One pair: fixed (visible) and moving (infrared) grey images (H, W) in [0, 1].
 
@@ -124,10 +120,11 @@ def register_pair(fixed: Array, moving: Array, settings: RegistrationSettings) -
         lambda p: parametric.refine_level(similarity, fixed, moving, fixed.shape, p, start_level)
     )(starts)
     best = jnp.argmax(scores)
-    params, score = parametric.refine(
-        similarity, fixed, moving, refined[best], settings.parametric_levels[1:]
-    )
-    score = jnp.where(len(settings.parametric_levels) > 1, score, scores[best])
+    params, score = refined[best], scores[best]
+    if len(settings.parametric_levels) > 1:
+        params, score = parametric.refine(
+            similarity, fixed, moving, params, settings.parametric_levels[1:]
+        )
     matrix = geometry.params_to_matrix(params)
     points = geometry.level_points(fixed.shape, fixed.shape)
     if settings.dense is None:
@@ -156,6 +153,8 @@ def register(ir_warp: Array, vi: Array, settings: RegistrationSettings) -> dict:
     """
     run = lambda pair: register_pair(pair[0], pair[1], settings)
     batched = jax.lax.map if jax.default_backend() == "cpu" else jax.vmap
+    # The release's luminance (an infrared image stored as grey RGB gives its grey level).
+    luminance = lambda rgb: rgb_to_ycbcr(rgb)[0][..., 0]
     return batched(run, (luminance(vi), luminance(ir_warp)))
 
 

@@ -87,18 +87,22 @@ def refine_level(
         return -objective(positions, geometry.pixel_jacobian(matrix))
 
     _, half_size = geometry.centre_and_scale(full_shape)
-    rate = level.learning_rate / half_size
-    schedule = optax.cosine_decay_schedule(rate, level.iterations, alpha=0.1)
-    optimizer = optax.adam(schedule)
+    params = minimise(loss, params, level.iterations, level.learning_rate / half_size)
+    return params, -loss(params)
+
+
+def minimise(loss, start: Array, iterations: int, learning_rate: float) -> Array:
+    """`iterations` Adam updates of `loss` from `start`, the learning rate cosine-decayed to
+    10 % (the optimiser of every level, parametric and dense). Returns the last parameters."""
+    optimizer = optax.adam(optax.cosine_decay_schedule(learning_rate, iterations, alpha=0.1))
 
     def step(carry, _):
-        p, opt_state = carry
-        value, grad = jax.value_and_grad(loss)(p)
-        updates, opt_state = optimizer.update(grad, opt_state, p)
-        return (optax.apply_updates(p, updates), opt_state), value
+        x, opt_state = carry
+        updates, opt_state = optimizer.update(jax.grad(loss)(x), opt_state, x)
+        return (optax.apply_updates(x, updates), opt_state), None
 
-    (params, _), _ = jax.lax.scan(step, (params, optimizer.init(params)), None, level.iterations)
-    return params, -loss(params)
+    (found, _), _ = jax.lax.scan(step, (start, optimizer.init(start)), None, iterations)
+    return found
 
 
 def refine(
