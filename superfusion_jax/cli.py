@@ -364,7 +364,8 @@ def _list_pairs(ir: Path, vi: Path) -> PairListing:
     return listing
 
 
-# The file each output of `_write_outputs` is written to (NAME = pair name).
+# The file each output is written to (NAME = pair name): `_write_outputs` writes them,
+# `_refuse_overwriting_inputs` checks them.
 _OUTPUT_FILES = {
     "fused": "{}_fused.png",
     "ir_reg": "{}_ir_reg.png",
@@ -531,15 +532,15 @@ def _process_batch(
 
 def _write_outputs(args: argparse.Namespace, name: str, outputs: dict[str, np.ndarray]) -> None:
     """Write one pair's outputs: ir_reg/fused (H, W, 3) in [0, 1], disp_px (H, W, 2) pixels."""
-    out: Path = args.out
+    path = lambda kind: args.out / _OUTPUT_FILES[kind].format(name)
     if "fused" in outputs:
-        _write_png(out / f"{name}_fused.png", outputs["fused"])
+        _write_png(path("fused"), outputs["fused"])
     if "ir_reg" in outputs:
-        _write_png(out / f"{name}_ir_reg.png", outputs["ir_reg"])
+        _write_png(path("ir_reg"), outputs["ir_reg"])
     if args.save_disp:
-        np.save(out / f"{name}_disp.npy", outputs["disp_px"].astype(np.float32))
+        np.save(path("disp"), outputs["disp_px"].astype(np.float32))
     if args.save_flow_png:
-        _write_png(out / f"{name}_flow.png", flow_to_color(outputs["disp_px"]) / 255.0)
+        _write_png(path("flow"), flow_to_color(outputs["disp_px"]) / 255.0)
 
 
 def _print_summary(args: argparse.Namespace, listing: PairListing, report: _Report) -> None:
