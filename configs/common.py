@@ -106,3 +106,15 @@ def get_base_config() -> ml_collections.ConfigDict:
     # TensorBoard files: 'auto' (when TensorFlow is installed), 'yes' or 'no'.
     config.tensorboard = "auto"
     return config
+
+
+def use_roadscene_folders(config: ml_collections.ConfigDict) -> None:
+    """Train on the aligned RoadScene pairs of ../shared/data/roadscene_train (folder source)
+    and hold out the aligned MSRS test pairs of ../shared/data/msrs_test, as the CPU-sized
+    recipes do (configs/roadscene.py, configs/fusion.py)."""
+    config.data.source = "folder"
+    config.data.ir_dir = "../shared/data/roadscene_train/ir"
+    config.data.vi_dir = "../shared/data/roadscene_train/vi"
+    config.eval.source = "folder"
+    config.eval.ir_dir = "../shared/data/msrs_test/ir"
+    config.eval.vi_dir = "../shared/data/msrs_test/vi"

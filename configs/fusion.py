@@ -34,12 +34,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.steps_per_epoch = 50
     config.n_ep = 50
     config.n_ep_decay = 35
-    config.data.source = "folder"
-    config.data.ir_dir = "../shared/data/roadscene_train/ir"
-    config.data.vi_dir = "../shared/data/roadscene_train/vi"
-    config.eval.source = "folder"
-    config.eval.ir_dir = "../shared/data/msrs_test/ir"
-    config.eval.vi_dir = "../shared/data/msrs_test/vi"
+    common.use_roadscene_folders(config)
     config.eval.num_pairs = 4
     config.log_every = 25
     config.image_every = 250
