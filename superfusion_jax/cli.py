@@ -275,10 +275,19 @@ def _add_processing_arguments(sub: argparse.ArgumentParser, registers: bool) -> 
             help="how to register (see below); default: the checkpoint's own (usually network), "
             "else optimize",
         )
+        sub.add_argument(
+            "--pad-multiple",
+            type=_positive_int,
+            metavar="N",
+            help="pad the registration network's input to a multiple of N (8 gives its levels "
+            "exact halves; it changes the field near the borders of sizes that are not "
+            "multiples of N). Default: 1 (unpadded, the release's function) for faithful, 8 "
+            "for corrected",
+        )
         sub.add_argument("--save-disp", action="store_true", help="also write NAME_disp.npy")
         sub.add_argument("--save-flow-png", action="store_true", help="also write NAME_flow.png")
     else:
-        sub.set_defaults(save_disp=False, save_flow_png=False, registration=None)
+        sub.set_defaults(save_disp=False, save_flow_png=False, registration=None, pad_multiple=None)
 
 
 def _positive_int(text: str) -> int:
@@ -412,36 +421,41 @@ def _load_pipeline(args: argparse.Namespace) -> Pipeline:
     from superfusion_jax.inference import Pipeline
 
     registration = args.registration
-    if args.untrained:
-        print(_UNTRAINED_WARNING, file=sys.stderr)
-        return Pipeline.untrained(
-            variant=args.variant or "faithful", registration=registration or "network"
-        )
     if args.checkpoint is None and args.command == "register" and registration in TRAINING_FREE:
         print(f"{PROG}: training-free registration '{registration}' (no weights)", file=sys.stderr)
         return Pipeline.training_free(registration, variant=args.variant or "faithful")
     source = args.checkpoint or f"the shipped model '{weights.DEFAULT}'"
     try:
-        if args.checkpoint is None:
+        if args.untrained:
+            print(_UNTRAINED_WARNING, file=sys.stderr)
+            pipeline = Pipeline.untrained(
+                variant=args.variant or "faithful", registration=registration or "network"
+            )
+        elif args.checkpoint is None:
             pipeline = Pipeline.pretrained(registration=args.registration)
             print(f"{PROG}: using {source} (superfusion_jax/weights)", file=sys.stderr)
         else:
             pipeline = Pipeline.from_checkpoint(args.checkpoint, registration=registration)
     except (FileNotFoundError, ValueError) as error:
         raise UsageError(str(error)) from error
-    if args.variant is None or args.variant == pipeline.variant:
-        return pipeline
-    if not args.allow_variant_mismatch:
-        raise UsageError(
-            f"{source} holds '{pipeline.variant}' weights; running them as "
-            f"--variant {args.variant} changes what they compute. Leave --variant out, or add "
-            "--allow-variant-mismatch to do it anyway."
+    variant = pipeline.variant
+    if args.variant is not None and args.variant != pipeline.variant:
+        if not args.allow_variant_mismatch:
+            raise UsageError(
+                f"{source} holds '{pipeline.variant}' weights; running them as "
+                f"--variant {args.variant} changes what they compute. Leave --variant out, or "
+                "add --allow-variant-mismatch to do it anyway."
+            )
+        print(
+            f"{PROG}: WARNING: running '{pipeline.variant}' weights as variant '{args.variant}'",
+            file=sys.stderr,
         )
-    print(
-        f"{PROG}: WARNING: running '{pipeline.variant}' weights as variant '{args.variant}'",
-        file=sys.stderr,
+        variant = args.variant
+    if variant == pipeline.variant and args.pad_multiple is None:
+        return pipeline
+    return Pipeline(
+        pipeline.variables, variant, pipeline.registration, pad_multiple=args.pad_multiple
     )
-    return Pipeline(pipeline.variables, args.variant, pipeline.registration)
 
 
 def _batches(

@@ -21,7 +21,7 @@ import numpy as np
 
 from superfusion_jax.checkpoint import load_checkpoint
 from superfusion_jax.models.superfusion import SuperFusion
-from superfusion_jax.models.variants import quirks_for
+from superfusion_jax.models.variants import default_pad_multiple, quirks_for
 from superfusion_jax.ops.displacement import base_grid_pixels, disp_to_pixels
 from superfusion_jax.ops.warp import warp
 from superfusion_jax.registration import geometry, methods
@@ -37,7 +37,9 @@ class Pipeline:
     variables: SuperFusion's {'params', 'batch_stats'}, or None for a registration-only
     pipeline of a training-free method (then `fuse` is refused). registration: a name of
     REGISTRATIONS; registration_settings: the training-free stage's settings (default: those of
-    'optimize' for 'optimize', of 'global' for 'global' and 'global+network').
+    'optimize' for 'optimize', of 'global' for 'global' and 'global+network'); pad_multiple:
+    the DenseMatcher's input padding (1: unpadded, the release's function; None: the variant's,
+    `models.variants.default_pad_multiple`).
     """
 
     def __init__(
@@ -46,8 +48,11 @@ class Pipeline:
         variant: str = "faithful",
         registration: str = "network",
         registration_settings: methods.RegistrationSettings | None = None,
+        pad_multiple: int | None = None,
     ):
         quirks_for(variant)
+        if pad_multiple is not None and pad_multiple < 1:
+            raise ValueError(f"pad_multiple must be at least 1, got {pad_multiple}")
         if registration not in REGISTRATIONS:
             raise ValueError(
                 f"unknown registration {registration!r}; expected one of {REGISTRATIONS}"
@@ -64,7 +69,8 @@ class Pipeline:
         self.settings = registration_settings or methods.settings_for(
             "optimize" if registration == "optimize" else "global"
         )
-        self.model = SuperFusion(variant)
+        self.pad_multiple = pad_multiple or default_pad_multiple(variant)
+        self.model = SuperFusion(variant, self.pad_multiple)
         self.variables = None
         if variables is not None:
             self.variables = jax.device_put(

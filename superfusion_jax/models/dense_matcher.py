@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 
 from superfusion_jax.models.layers import ConvNormAct, ResConv
-from superfusion_jax.models.variants import quirks_for
+from superfusion_jax.models.variants import default_pad_multiple, quirks_for
 from superfusion_jax.ops.correlation import local_correlation
 from superfusion_jax.ops.displacement import crop_disp
 from superfusion_jax.ops.filters import gaussian_blur
@@ -139,8 +139,8 @@ class DenseMatcher(nn.Module):
     `__call__(src, tgt, direction, train)`: src is always the infrared image, tgt the visible one
     (each goes through its own extractor), both (N, H, W, 3) in [0, 1], any H and W: inputs are
     edge-padded at the bottom/right to a multiple of `pad_multiple` and the fields cropped back
-    (pad_multiple=1 runs the release's network unpadded). Returns a dict of displacement fields
-    (N, H, W, 2), normalised units of the (H, W) frame:
+    (1: unpadded, the release's function; None: the variant's `default_pad_multiple`). Returns
+    a dict of displacement fields (N, H, W, 2), normalised units of the (H, W) frame:
     - 'ir2vis': samples the infrared image onto the visible frame (direction 'ir2vis' or 'bi'),
     - 'vis2ir': samples the visible image onto the infrared frame (direction 'vis2ir' or 'bi'),
     - with direction 'bi' also 'down2', 'down4', 'down8' (2N, H, W, 2): [ir2vis; vis2ir] of the
@@ -148,7 +148,7 @@ class DenseMatcher(nn.Module):
     """
 
     variant: str = "faithful"
-    pad_multiple: int = 8
+    pad_multiple: int | None = None
 
     def setup(self) -> None:
         self.extractor_ir = FeatureExtractor()
@@ -184,7 +184,8 @@ class DenseMatcher(nn.Module):
         if direction not in DIRECTIONS:
             raise ValueError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
         n, h, w, _ = tgt.shape
-        ph, pw = -h % self.pad_multiple, -w % self.pad_multiple
+        multiple = self.pad_multiple or default_pad_multiple(self.variant)
+        ph, pw = -h % multiple, -w % multiple
         if ph or pw:
             pad = ((0, 0), (0, ph), (0, pw), (0, 0))
             src, tgt = jnp.pad(src, pad, mode="edge"), jnp.pad(tgt, pad, mode="edge")

@@ -24,7 +24,8 @@ class SuperFusion(nn.Module):
     """Registration and fusion of infrared/visible pairs (variables: params, batch_stats)."""
 
     variant: str = "faithful"
-    pad_multiple: int = 8
+    # DenseMatcher input padding multiple; None: the variant's (models/variants.py).
+    pad_multiple: int | None = None
 
     def setup(self) -> None:
         quirks_for(self.variant)  # validates the name early

@@ -23,9 +23,9 @@ class FakePipeline:
 
     created: list["FakePipeline"] = []
 
-    def __init__(self, variables, variant: str = "faithful", registration: str = "network"):
+    def __init__(self, variables, variant="faithful", registration="network", pad_multiple=None):
         self.variables, self.variant, self.calls = variables, variant, []
-        self.registration = registration
+        self.registration, self.pad_multiple = registration, pad_multiple
         FakePipeline.created.append(self)
 
     @classmethod
@@ -303,6 +303,17 @@ def test_variant_mismatch_with_a_checkpoint(tmp_path, fake, capsys):
     assert main([*argv, "--variant", "corrected", "--allow-variant-mismatch"]) == 0
     assert fake[-1].variant == "corrected" and fake[-1].calls
     assert "WARNING" in capsys.readouterr().err
+
+
+def test_pad_multiple_reaches_the_pipeline(tmp_path, fake, capsys):
+    _pair(tmp_path, "p", (24, 40))
+    argv = ["run", "--ir", str(tmp_path / "ir"), "--vi", str(tmp_path / "vi"), "--untrained"]
+    assert main([*argv, "--out", str(tmp_path / "a")]) == 0
+    assert fake[-1].pad_multiple is None and fake[-1].calls
+    assert main([*argv, "--out", str(tmp_path / "b"), "--pad-multiple", "8"]) == 0
+    assert fake[-1].pad_multiple == 8 and fake[-1].calls
+    assert main([*argv, "--out", str(tmp_path / "c"), "--pad-multiple", "0"]) == 2
+    assert "--pad-multiple" in capsys.readouterr().err
 
 
 def test_registration_options_are_refused_by_fuse(tmp_path, capsys):
