@@ -348,11 +348,15 @@ def _process(args: argparse.Namespace) -> int:
     pipeline = _load_pipeline(args)
     args.registration = pipeline.registration
     report = _Report()
-    with tqdm(total=len(listing.pairs), unit="pair", desc=args.command, disable=None) as bar:
-        for batch, padded_size in _batches(listing.pairs, args.batch_size, report, bar):
-            _process_batch(pipeline, args, batch, padded_size, report)
-            bar.update(len(batch))
-            bar.set_postfix(failed=len(report.failed))
+    try:
+        with tqdm(total=len(listing.pairs), unit="pair", desc=args.command, disable=None) as bar:
+            for batch, padded_size in _batches(listing.pairs, args.batch_size, report, bar):
+                _process_batch(pipeline, args, batch, padded_size, report)
+                bar.update(len(batch))
+                bar.set_postfix(failed=len(report.failed))
+    except KeyboardInterrupt:
+        _print_summary(args, listing, report, interrupted=True)
+        return 130
     _print_summary(args, listing, report)
     return 1 if report.failed or report.unregistered else 0
 
@@ -534,6 +538,10 @@ def _process_batch(
         report.failed.extend((pair.name, f"model failed: {first_line}") for pair in readable)
         return
     for index, pair in enumerate(readable):
+        images = {key: value[index] for key, value in outputs.items() if key != "registration_ok"}
+        if not all(np.isfinite(value).all() for value in images.values()):
+            report.failed.append((pair.name, "the model's output is not finite; nothing written"))
+            continue
         if "registration_ok" in outputs and not outputs["registration_ok"][index]:
             report.unregistered.append(pair.name)
         try:
@@ -557,14 +565,21 @@ def _write_outputs(args: argparse.Namespace, name: str, outputs: dict[str, np.nd
         _write_png(path("flow"), flow_to_color(outputs["disp_px"]) / 255.0)
 
 
-def _print_summary(args: argparse.Namespace, listing: PairListing, report: _Report) -> None:
+def _print_summary(
+    args: argparse.Namespace, listing: PairListing, report: _Report, interrupted: bool = False
+) -> None:
     unpaired = len(listing.ir_without_vi) + len(listing.vi_without_ir)
     lines = [
-        f"{PROG} {args.command}: {len(report.written)} of {len(listing.pairs)} pairs written to "
+        f"{PROG} {args.command}: "
+        + ("INTERRUPTED; " if interrupted else "")
+        + f"{len(report.written)} of {len(listing.pairs)} pairs written to "
         f"{args.out}, {len(report.failed)} failed"
         + (f", {unpaired} unpaired image(s) listed above" if unpaired else "")
         + "."
     ]
+    if interrupted:
+        done = {*report.written, *(name for name, _ in report.failed)}
+        lines.append(f"  not processed: {len(listing.pairs) - len(done)} pairs")
     lines += [f"  failed {name}: {reason}" for name, reason in report.failed]
     lines += [
         f"  not registered {name}: '{args.registration}' found no alignment (too little "

@@ -19,7 +19,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from superfusion_jax import memory
 from superfusion_jax.checkpoint import load_checkpoint
+from superfusion_jax.models import dense_matcher
 from superfusion_jax.models.superfusion import SuperFusion
 from superfusion_jax.models.variants import default_pad_multiple, quirks_for
 from superfusion_jax.ops.displacement import base_grid_pixels, disp_to_pixels
@@ -79,6 +81,7 @@ class Pipeline:
         self._grid_quirk = quirks_for(variant).align_corners_base_grid
         self._register = jax.jit(self._register_batch)
         self._fuse = jax.jit(functools.partial(self.model.apply, method="fuse"))
+        self._compiled: dict[tuple, jax.stages.Compiled] = {}
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, registration: str | None = None) -> Pipeline:
@@ -130,6 +133,18 @@ class Pipeline:
             "registration_ok": found["ok"],
         }
 
+    def _run(self, step: str, ir: np.ndarray, vi: np.ndarray) -> dict:
+        """Run the jitted 'register' or 'fuse' step, compiled once per input shape; before its
+        first run at a shape, MemoryError if the program needs more memory than is free."""
+        key = (step, ir.shape)
+        if key not in self._compiled:
+            jitted = self._register if step == "register" else self._fuse
+            compiled = jitted.lower(self.variables, ir, vi).compile()
+            n, h, w = ir.shape[:3]
+            memory.check_fits(compiled, f"{step} of {n} pair(s) of {h}x{w} pixels")
+            self._compiled[key] = compiled
+        return self._compiled[key](self.variables, ir, vi)
+
     def _check(self, ir: np.ndarray, vi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         ir, vi = np.asarray(ir, np.float32), np.asarray(vi, np.float32)
         if ir.shape != vi.shape or ir.ndim != 4 or ir.shape[-1] != 3:
@@ -143,9 +158,15 @@ class Pipeline:
         training-free method adds 'registration_ok' (N,) bool: False where it found no
         alignment and returned the identity. ValueError for pairs it cannot register."""
         ir, vi = self._check(ir, vi)
+        h, w = ir.shape[1:3]
+        if self.registration in NETWORK_REGISTRATIONS and min(h, w) < dense_matcher.MIN_SIDE:
+            raise ValueError(
+                f"the images are {h}x{w} pixels; the registration network needs at least "
+                f"{dense_matcher.MIN_SIDE} pixels on each side"
+            )
         if self.registration != "network":
             methods.check_pair(ir, vi)
-        out = self._register(self.variables, ir, vi)
+        out = self._run("register", ir, vi)
         return {key: np.asarray(value) for key, value in out.items()}
 
     def fuse(self, ir: np.ndarray, vi: np.ndarray) -> dict[str, np.ndarray]:
@@ -153,7 +174,7 @@ class Pipeline:
         ir, vi = self._check(ir, vi)
         if self.variables is None:
             raise ValueError("this pipeline has no fusion weights (registration only)")
-        return {"fused": np.asarray(self._fuse(self.variables, ir, vi)["fused"])}
+        return {"fused": np.asarray(self._run("fuse", ir, vi)["fused"])}
 
     def register_and_fuse(self, ir: np.ndarray, vi: np.ndarray) -> dict[str, np.ndarray]:
         """{'ir_reg', 'disp', 'fused'} (+ 'registration_ok'): registration of ir onto vi, then

@@ -133,6 +133,11 @@ class DispRefiner(nn.Module):
         return disp + delta
 
 
+# Smallest image side the network registers: its 1/8 level needs at least 2 pixels a side, as
+# its fields are in units of (side - 1) of each level (at 8 pixels or less they are NaN).
+MIN_SIDE = 9
+
+
 class DenseMatcher(nn.Module):
     """Bidirectional dense registration network (~1.82 M parameters).
 

@@ -432,3 +432,48 @@ def test_register_without_a_checkpoint_end_to_end_on_real_crops(tmp_path, capsys
         # measured: 3.98 vs 8.85 px (00085D), 6.34 vs 8.15 px (00107D); crops hold less
         # structure than the whole image (4.2 px on all of 00107D)
         assert float(found.mean()) < 0.85 * float(none.mean()), (found.mean(), none.mean())
+
+
+def test_non_finite_outputs_are_never_written(tmp_path, fake, capsys):
+    """A pair whose outputs hold NaN fails alone (no PNG, no flow picture); the rest is written."""
+    _pair(tmp_path, "nan", (24, 40))
+    _pair(tmp_path, "ok", (30, 36))
+
+    def register(self, ir, vi):
+        out = FakePipeline.register(self, ir, vi)
+        if ir.shape[1] == 24:
+            out["disp"] = np.full(ir.shape[:3] + (2,), np.nan, np.float32)
+        return out
+
+    sys.modules["superfusion_jax.inference"].Pipeline = type(
+        "FakeNaN", (FakePipeline,), {"register": register}
+    )
+    out = tmp_path / "out"
+    argv = ["run", "--ir", str(tmp_path / "ir"), "--vi", str(tmp_path / "vi"), "--out", str(out)]
+    assert main([*argv, "--untrained", "--save-flow-png", "--save-disp"]) == 1
+    summary = capsys.readouterr().out
+    assert "failed nan: the model's output is not finite; nothing written" in summary
+    assert "1 of 2 pairs written" in summary
+    assert _output_names(out) == [f"ok_{k}" for k in ("disp.npy", "flow.png", "fused.png",
+                                                      "ir_reg.png")]  # fmt: skip
+
+
+def test_an_interrupted_folder_run_prints_what_was_done(tmp_path, fake, capsys):
+    for name, size in (("a", (24, 40)), ("b", (30, 36)), ("c", (20, 20))):
+        _pair(tmp_path, name, size)
+
+    def fuse(self, ir, vi):
+        if ir.shape[1] == 30:
+            raise KeyboardInterrupt
+        return FakePipeline.fuse(self, ir, vi)
+
+    sys.modules["superfusion_jax.inference"].Pipeline = type(
+        "FakeCtrlC", (FakePipeline,), {"fuse": fuse}
+    )
+    out = tmp_path / "out"
+    argv = ["fuse", "--ir", str(tmp_path / "ir"), "--vi", str(tmp_path / "vi"), "--out", str(out)]
+    assert main([*argv, "--untrained"]) == 130
+    summary = capsys.readouterr().out
+    assert "INTERRUPTED; 1 of 3 pairs written" in summary
+    assert "not processed: 2 pairs" in summary
+    assert _output_names(out) == ["a_fused.png"]
