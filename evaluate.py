@@ -582,7 +582,8 @@ def _write_outputs(job: Job, names: list[str], results: dict, confusions: dict, 
     for section, section_results in results.items():
         report.write_per_image_csv(out / f"{section}_per_image.csv", names, section_results)
         title = section if section == "registration" else f"{section} (preset {_PRESET.value})"
-        markdown += [f"\n## {title}\n\n", report.markdown_table(summaries[section])]
+        table = report.markdown_table(summaries[section], images=len(names))
+        markdown += [f"\n## {title}\n\n", table]
         for metric in report.metric_names(section_results):
             per_method = {m: v[metric] for m, v in section_results.items() if metric in v}
             plots.plot_distribution(

@@ -98,6 +98,7 @@ def markdown_table(
     metrics: Sequence[str] | None = None,
     *,
     lower_is_better: frozenset[str] = LOWER_IS_BETTER,
+    images: int | None = None,
 ) -> str:
     """Markdown table, one row per method and one column per metric, cells "mean ± std" (4
     significant digits of the mean, the std to the same decimals).
@@ -105,7 +106,8 @@ def markdown_table(
     The best mean of each column is bold (for every method that reaches it) when there are
     several methods; smaller is better for the names in `lower_is_better`, larger otherwise.
     `metrics` picks and orders the columns (default: all, in order of first appearance).
-    Arrows in the header give the direction.
+    Arrows in the header give the direction. With `images` (the number of images evaluated), a
+    mean over fewer finite values says so: "(n=K)".
     """
     methods = list(summary)
     if metrics is None:
@@ -122,7 +124,10 @@ def markdown_table(
                 continue
             text = _mean_std(stats["mean"], stats["std"])
             bold = len(methods) > 1 and stats["mean"] == best[m]
-            cells.append(f"**{text}**" if bold else text)
+            text = f"**{text}**" if bold else text
+            if images is not None and stats["count"] < images:
+                text += f" (n={stats['count']})"
+            cells.append(text)
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

@@ -15,6 +15,9 @@ from pathlib import Path
 import numpy as np
 import scipy.io
 
+# Largest plausible |normalised sampling position|: a source one image size beyond the frame.
+MAX_GRID = 3.0
+
 
 class GroundTruthReadError(Exception):
     """A ground-truth file that cannot be used; `path` is the file and `problem` says why."""
@@ -46,8 +49,8 @@ def read_flow_mat(path: str | Path) -> np.ndarray:
 
     Raises:
       GroundTruthReadError: the file is missing, not a readable MATLAB file (v7.3/HDF5 files are
-        not supported by scipy), has no `flow` array, or the array has another shape or
-        non-finite values; the message names the file.
+        not supported by scipy), has no `flow` array, or the array has another shape,
+        non-finite values or positions beyond ±MAX_GRID; the message names the file.
     """
     path = Path(path)
     if not path.is_file():
@@ -67,4 +70,10 @@ def read_flow_mat(path: str | Path) -> np.ndarray:
         )
     if not np.issubdtype(grid.dtype, np.floating) or not np.all(np.isfinite(grid)):
         raise GroundTruthReadError(path, "'flow' must hold finite floating-point values")
+    if np.abs(grid).max() > MAX_GRID:
+        raise GroundTruthReadError(
+            path,
+            f"'flow' holds sampling positions up to {np.abs(grid).max():.3g} (normalised: the "
+            f"image spans -1..1); a plausible grid stays within ±{MAX_GRID}",
+        )
     return grid_to_source_pixels(grid)

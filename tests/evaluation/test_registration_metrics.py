@@ -229,12 +229,14 @@ def test_read_flow_mat_names_the_file_it_cannot_use(tmp_path):
     scipy.io.savemat(tmp_path / "other.mat", {"grid": np.zeros((1, 2, 2, 2))})
     scipy.io.savemat(tmp_path / "shape.mat", {"flow": np.zeros((2, 2, 3))})
     scipy.io.savemat(tmp_path / "nan.mat", {"flow": np.full((1, 2, 2, 2), np.nan)})
+    scipy.io.savemat(tmp_path / "absurd.mat", {"flow": np.full((1, 2, 2, 2), 1e23, np.float32)})
     (tmp_path / "junk.mat").write_bytes(b"not a MATLAB file at all")
     cases = {
         "missing.mat": "no such file",
         "other.mat": "no array named 'flow'",
         "shape.mat": "shape",
         "nan.mat": "finite",
+        "absurd.mat": "up to 1e[+]23 .* within ±3",
         "junk.mat": "MATLAB",
     }
     for name, problem in cases.items():

@@ -68,6 +68,12 @@ def test_markdown_table_marks_the_best_mean_per_direction():
     assert single[2] == "| ours | 0.2000 ± 0.0816 |"  # nothing to compare: no bold
 
 
+def test_markdown_table_says_when_a_mean_is_over_fewer_images():
+    summary = report.summarise({"m": {"EPE": np.array([1.0, np.inf, 3.0]), "x": np.ones(3)}})
+    table = report.markdown_table(summary, images=3).splitlines()
+    assert table[2] == "| m | 2.000 ± 1.000 (n=2) | 1.000 ± 0.000 |"
+
+
 def test_best_and_worst():
     values = np.array([3.0, np.nan, 1.0, 5.0, 2.0])
     assert plots.best_and_worst(values, 2, lower_is_better=True) == ([2, 4], [3, 0])
