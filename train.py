@@ -13,6 +13,7 @@ mandatory (it then detects the cluster itself or fails).
 from __future__ import annotations
 
 import logging
+import re
 import sys
 
 import jax
@@ -44,14 +45,17 @@ def parse_flags(argv: list[str]) -> list[str]:
     try:
         return app.parse_flags_with_usage(argv)
     except (AttributeError, KeyError) as error:
-        field = str(error).strip("\"'")
+        text = str(error)
         given = [a.split("=")[0] for a in argv[1:] if a.startswith("--config.")]
-        named = [a for a in given if a.split(".")[-1] == field]
+        named = [a for a in given if re.search(rf"\b{re.escape(a.split('.')[-1])}\b", text)]
         if not named:
             raise
+        field = named[0].split(".")[-1]
+        suggestion = re.search(r'Did you mean "([^"]+)"', text)
+        hint = f"; did you mean '{suggestion.group(1)}'?" if suggestion else ""
         print(
-            f"train.py: {', '.join(named)}: the config has no field '{field}' (its fields are "
-            "in the --config file and configs/common.py)",
+            f"train.py: {', '.join(named)}: the config has no field '{field}'{hint} (its fields "
+            "are in the --config file and configs/common.py)",
             file=sys.stderr,
         )
         sys.exit(2)

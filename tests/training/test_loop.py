@@ -141,7 +141,10 @@ def test_bad_values_and_workdirs_are_one_line_with_exit_2(tmp_path, flag, messag
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file"]
 
 
-@pytest.mark.parametrize("override", ["--config.semantic_weight=0", "--config.misalign.frame=3"])
+@pytest.mark.parametrize(
+    "override",
+    ["--config.semantic_weight=0", "--config.misalign.frame=3", "--config.num_stepz=3"],
+)
 def test_unknown_config_field_is_named_in_one_line(tmp_path, override):
     run = subprocess.run(
         [sys.executable, "train.py", "--config=configs/demo.py", f"--workdir={tmp_path}", override],
@@ -153,7 +156,9 @@ def test_unknown_config_field_is_named_in_one_line(tmp_path, override):
     flag = override.split("=")[0]
     assert run.returncode == 2
     assert f"{flag}: the config has no field '{flag.split('.')[-1]}'" in run.stderr
-    assert "Traceback" not in run.stderr
+    assert "Traceback" not in run.stderr and len(run.stderr.strip().splitlines()) == 1
+    if flag.endswith("stepz"):
+        assert "did you mean 'num_steps'?" in run.stderr
     assert not any(tmp_path.iterdir())
 
 
