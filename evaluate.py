@@ -47,9 +47,9 @@ from superfusion_jax.evaluation.segmentation_metrics import confusion_matrix, io
 from superfusion_jax.io.ground_truth import GroundTruthReadError, read_flow_mat
 from superfusion_jax.io.images import IMAGE_EXTENSIONS, ImageReadError, read_image, write_image
 from superfusion_jax.io.pairs import find_pairs, natural_key
+from superfusion_jax.models.bisenet import apply_segmenter
 from superfusion_jax.models.variants import quirks_for
 from superfusion_jax.ops.displacement import base_grid_pixels
-from superfusion_jax.training.steps import apply_segmenter
 from superfusion_jax.visualization import flow_to_color
 
 PROG = "evaluate.py"

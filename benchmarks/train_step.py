@@ -26,6 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from superfusion_jax.data.misalign import misalign_batch
 from superfusion_jax.losses.registration import rf_losses, valid_masks
 from superfusion_jax.models.superfusion import SuperFusion
 from superfusion_jax.models.variants import quirks_for
@@ -108,7 +109,7 @@ def _time(name: str, fn, *args, repeats: int) -> None:
 
 def rf_breakdown(batch: dict, variant: str, repeats: int) -> None:
     """Where the RF step's time goes (see the module docstring)."""
-    batch = steps.misalign_batch(jax.random.key(0), batch)
+    batch = misalign_batch(jax.random.key(0), batch)
     variables = fresh_variables(variant, seed=0)
     params, batch_stats = variables["params"], variables["batch_stats"]
     model = SuperFusion(variant)

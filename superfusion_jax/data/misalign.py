@@ -20,6 +20,7 @@ over a batch of keys for per-example fields.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import NamedTuple
 
 import jax
@@ -110,21 +111,22 @@ def randflow(
     height: int,
     width: int,
     angle: float = 7.0,
-    trans: float = 0.07,
+    translation: float = 0.07,
     ratio: float = 1.0,
     sigma: int = 15,
     base: float | None = 500.0,
 ) -> tuple[Array, Array, Array]:
-    """The release's `randflow` (defaults as in utils.py; RegData uses angle=10, trans=0.1).
+    """The release's `randflow` (defaults as in utils.py; RegData uses angle=10, trans=0.1;
+    `translation` is its `trans`).
 
-    Draws angle ~ U(-1, 1)·angle·max(H, W)/base degrees, translation ~ U(-1, 1)²·trans
+    Draws angle ~ U(-1, 1)·angle·max(H, W)/base degrees, translation ~ U(-1, 1)²·translation
     (normalised units) and elastic noise ~ U(-1, 1)^(H, W, 2), then calls `flow_from_params`.
     key: one PRNG key (vmap over keys for a batch). Returns (grid, disp, mask), each (H, W, 2).
     """
     k_angle, k_trans, k_noise = jax.random.split(key, 3)
     max_angle = angle if base is None else max(width, height) / base * angle
     rand_angle = jax.random.uniform(k_angle, (), minval=-1.0, maxval=1.0) * max_angle
-    rand_trans = jax.random.uniform(k_trans, (2,), minval=-1.0, maxval=1.0) * trans
+    rand_trans = jax.random.uniform(k_trans, (2,), minval=-1.0, maxval=1.0) * translation
     noise = jax.random.uniform(k_noise, (height, width, 2), minval=-1.0, maxval=1.0)
     return flow_from_params(rand_angle, rand_trans, noise, ratio, sigma, base)
 
@@ -152,7 +154,7 @@ def misalign_pair(
     ir: Array,
     vi: Array,
     angle: float = 10.0,
-    trans: float = 0.1,
+    translation: float = 0.1,
     ratio: float = 1.0,
     sigma: int = 15,
     base: float | None = 500.0,
@@ -168,7 +170,7 @@ def misalign_pair(
     """
     k_flow, k_top, k_left = jax.random.split(key, 3)
     h, w = ir.shape[:2]
-    grid, disp, _ = randflow(k_flow, h, w, angle, trans, ratio, sigma, base)
+    grid, disp, _ = randflow(k_flow, h, w, angle, translation, ratio, sigma, base)
     warped = grid_sample(jnp.concatenate([ir, vi], axis=-1)[None], grid[None])[0]
     pair = MisalignedPair(ir, vi, warped[..., : ir.shape[-1]], warped[..., ir.shape[-1] :], disp)
     if crop_size is None:
@@ -176,3 +178,46 @@ def misalign_pair(
     top = jax.random.randint(k_top, (), 0, h - crop_size + 1)
     left = jax.random.randint(k_left, (), 0, w - crop_size + 1)
     return crop_pair(pair, top, left, crop_size)
+
+
+@dataclasses.dataclass(frozen=True)
+class MisalignConfig:
+    """Synthetic misalignment of stage RF (the release's `RegData`: randflow(img, 10, 0.1, 1)).
+
+    angle: maximum rotation in degrees, scaled by max(H, W) / 500; translation: maximum shift in
+    normalised units; ratio: weight of the elastic part; crop_size: None misaligns the batch as
+    given; an int misaligns the full frames and then crops crop_size x crop_size at a random
+    position, as the release does (so the warp's black borders mostly fall outside the crop).
+    """
+
+    angle: float = 10.0
+    translation: float = 0.1
+    ratio: float = 1.0
+    crop_size: int | None = None
+
+
+def misalign_batch(rng: Array, batch: dict, config: MisalignConfig = MisalignConfig()) -> dict:
+    """Add the release's synthetic misalignment to a batch of aligned pairs (`misalign_pair`).
+
+    rng: a typed PRNG key; example i uses fold_in(rng, i) (i = index in the global batch, so the
+    result does not depend on how the batch is sharded). batch: `ir`, `vi` (B, H, W, 3) aligned;
+    other entries are passed through unchanged (never cropped). Returns the batch with
+    `ir_warp`, `vi_warp` (B, h, w, 3) and the ground truth `disp` (B, h, w, 2) (normalised units,
+    align_corners=True base grid) added, where (h, w) = (H, W), or (crop_size, crop_size) when
+    config.crop_size is given: then `ir` and `vi` are replaced by their crops too.
+    """
+    keys = jax.vmap(lambda i: jax.random.fold_in(rng, i))(jnp.arange(batch["ir"].shape[0]))
+
+    def one(key: Array, ir: Array, vi: Array) -> MisalignedPair:
+        return misalign_pair(
+            key,
+            ir,
+            vi,
+            config.angle,
+            config.translation,
+            config.ratio,
+            crop_size=config.crop_size,
+        )
+
+    pair = jax.vmap(one)(keys, batch["ir"], batch["vi"])
+    return {**batch, **pair._asdict()}

@@ -158,3 +158,12 @@ class BiSeNet(nn.Module):
 def num_classes_of(variables: dict) -> int:
     """Number of classes of BiSeNet variables {'params', ...} (from the main head's kernel)."""
     return int(variables["params"]["conv_out"]["conv_out"]["kernel"].shape[-1])
+
+
+def apply_segmenter(variables: dict, images: Array) -> tuple[Array, Array]:
+    """BiSeNet in eval mode (running statistics), its number of classes read from `variables`.
+
+    variables: its {'params', 'batch_stats'}; images: (B, H, W, 3) RGB in [0, 1].
+    Returns (main, aux) logits, each (B, H, W, classes).
+    """
+    return BiSeNet(num_classes_of(variables)).apply(variables, images)

@@ -1,7 +1,7 @@
 """Held-out evaluation during training: registration end-point error, and pictures.
 
 The held-out set (`make_held_out_set`) is a fixed list of pairs misaligned once, in the same way
-as stage RF's training pairs (`training.steps.misalign_batch`: the release's rotation,
+as stage RF's training pairs (`data.misalign.misalign_batch`: the release's rotation,
 translation and elastic field, drawn on a frame of `frame_size` pixels), with fixed seeds so
 that every evaluation of a run sees the same pairs:
 1. record i of the source is cut to frame_size x frame_size by the training augmentation
@@ -35,12 +35,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from superfusion_jax.data.misalign import MisalignConfig, misalign_batch
 from superfusion_jax.data.pipeline import augment
 from superfusion_jax.evaluation.registration_metrics import end_point_error
 from superfusion_jax.models.superfusion import SuperFusion
 from superfusion_jax.models.variants import quirks_for
 from superfusion_jax.ops.displacement import base_grid_pixels, disp_to_pixels
-from superfusion_jax.training.steps import misalign_batch
 from superfusion_jax.visualization import flow_to_color, image_grid
 
 Array = jax.Array
@@ -73,7 +73,7 @@ def make_held_out_set(
     crop_size: int,
     frame_size: int,
     seed: int,
-    misalign: dict | None,
+    misalign: MisalignConfig | None,
 ) -> HeldOutSet:
     """The first `num_pairs` records of `source` as a fixed held-out set (module docstring).
 
@@ -83,8 +83,8 @@ def make_held_out_set(
       crop_size: side S of what the network sees, pixels.
       frame_size: side F >= S of the frame the misalignment is drawn on, pixels.
       seed: fixes the augmentation and the misalignment.
-      misalign: keyword arguments of `misalign_batch` (angle, translation, ratio), or None for
-        aligned pairs only (stage FS).
+      misalign: the misalignment (its crop_size is not used: the frame is cut to the centre
+        crop), or None for aligned pairs only (stage FS).
     """
     if not 0 < num_pairs <= len(source):
         raise ValueError(f"num_pairs must be in [1, {len(source)}], got {num_pairs}")
@@ -99,7 +99,8 @@ def make_held_out_set(
     if misalign is None:
         return HeldOutSet(frames["ir"][window], frames["vi"][window], None, None, (left, top))
     key = jax.random.key(np.random.SeedSequence([seed, 0x4E7]).generate_state(1)[0])
-    warped = misalign_batch(key, jax.tree_util.tree_map(jnp.asarray, frames), **misalign)
+    frames_on_device = jax.tree_util.tree_map(jnp.asarray, frames)
+    warped = misalign_batch(key, frames_on_device, dataclasses.replace(misalign, crop_size=None))
     source_px = base_grid_pixels(frame_size, frame_size) + disp_to_pixels(warped["disp"], True)
     return HeldOutSet(
         ir=frames["ir"][window],

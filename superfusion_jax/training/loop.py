@@ -39,6 +39,7 @@ from tqdm import tqdm
 
 from superfusion_jax.checkpoint import load_checkpoint
 from superfusion_jax.data.folders import PairedFolderSource
+from superfusion_jax.data.misalign import MisalignConfig
 from superfusion_jax.data.pipeline import make_train_iterator
 from superfusion_jax.data.synthetic import SyntheticPairs
 from superfusion_jax.losses.fusion import FUSION_OBJECTIVES
@@ -60,7 +61,7 @@ from superfusion_jax.training.evaluation import (
 )
 from superfusion_jax.training.optimizer import make_optimizer, release_schedule
 from superfusion_jax.training.state import TrainState, create_train_state
-from superfusion_jax.training.steps import MisalignConfig, fs_step, rf_step
+from superfusion_jax.training.steps import fs_step, rf_step
 from superfusion_jax.training.task import Task
 from superfusion_jax.training.writers import MetricAverager, make_writer
 
@@ -255,7 +256,7 @@ def _superfusion_task(
         crop_size=config.crop_size,
         frame_size=_frame_size(config),
         seed=config.eval.seed,
-        misalign=_misalign_kwargs(config) if stage == "RF" else None,
+        misalign=_misalign_config(config) if stage == "RF" else None,
     )
 
     def create_state(init_variables: dict | None) -> TrainState:
@@ -402,20 +403,17 @@ def _step_function(config: ml_collections.ConfigDict, optimizer: optax.GradientT
             objective=config.get("fusion_objective", "fs"),
             objective_weights=tuple(config.get("fusion_weights", ())),
         )
-    frame_size = _frame_size(config)
-    misalign = MisalignConfig(
-        **_misalign_kwargs(config),
-        crop_size=config.crop_size if frame_size > config.crop_size else None,
-    )
     step = functools.partial(
-        rf_step, variant=config.variant, optimizer=optimizer, misalign=misalign
+        rf_step, variant=config.variant, optimizer=optimizer, misalign=_misalign_config(config)
     )
     return lambda state, batch, frozen: step(state, batch)
 
 
-def _misalign_kwargs(config: ml_collections.ConfigDict) -> dict:
+def _misalign_config(config: ml_collections.ConfigDict) -> MisalignConfig:
+    """Stage RF's misalignment: drawn on frame_size frames, then cropped to crop_size."""
     m = config.misalign
-    return {"angle": m.angle, "translation": m.translation, "ratio": m.ratio}
+    crop = config.crop_size if _frame_size(config) > config.crop_size else None
+    return MisalignConfig(m.angle, m.translation, m.ratio, crop)
 
 
 def _due(step: int, every: int, last: bool) -> bool:

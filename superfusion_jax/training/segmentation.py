@@ -48,9 +48,9 @@ from superfusion_jax.checkpoint import BISENET, load_model, model_name
 from superfusion_jax.data.pipeline import make_eval_batches
 from superfusion_jax.evaluation.segmentation_metrics import ConfusionAccumulator, class_names
 from superfusion_jax.losses.semantic import segmentation_loss
-from superfusion_jax.models.bisenet import BiSeNet, num_classes_of
+from superfusion_jax.models.bisenet import BiSeNet, apply_segmenter, num_classes_of
 from superfusion_jax.training.state import TrainState, state_from_variables
-from superfusion_jax.training.steps import apply_segmenter, fs_forward, guarded_update
+from superfusion_jax.training.steps import fs_forward, guarded_update
 from superfusion_jax.training.task import Task
 from superfusion_jax.visualization import image_grid
 

@@ -18,18 +18,17 @@ Every function is pure. Jit a step with its keyword arguments bound, e.g.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterable
 
 import jax
 import jax.numpy as jnp
 import optax
 
-from superfusion_jax.data.misalign import misalign_pair
+from superfusion_jax.data.misalign import MisalignConfig, misalign_batch
 from superfusion_jax.losses.fusion import FUSION_OBJECTIVES
 from superfusion_jax.losses.registration import rf_losses, valid_masks
 from superfusion_jax.losses.semantic import semantic_loss
-from superfusion_jax.models.bisenet import BiSeNet
+from superfusion_jax.models.bisenet import apply_segmenter
 from superfusion_jax.models.superfusion import SuperFusion
 from superfusion_jax.models.variants import quirks_for
 from superfusion_jax.ops.color import rgb_to_ycbcr, ycbcr_to_rgb
@@ -38,56 +37,6 @@ from superfusion_jax.training.optimizer import NETWORKS, keep_subnetworks
 from superfusion_jax.training.state import TrainState
 
 Array = jax.Array
-
-
-@dataclasses.dataclass(frozen=True)
-class MisalignConfig:
-    """Synthetic misalignment of stage RF (the release's `RegData`: randflow(img, 10, 0.1, 1)).
-
-    angle: maximum rotation in degrees, scaled by max(H, W) / 500; translation: maximum shift in
-    normalised units; ratio: weight of the elastic part; crop_size: None misaligns the batch as
-    given; an int misaligns the full frames and then crops crop_size x crop_size at a random
-    position, as the release does (so the warp's black borders mostly fall outside the crop).
-    """
-
-    angle: float = 10.0
-    translation: float = 0.1
-    ratio: float = 1.0
-    crop_size: int | None = None
-
-
-def misalign_batch(
-    rng: Array,
-    batch: dict,
-    *,
-    angle: float = 10.0,
-    translation: float = 0.1,
-    ratio: float = 1.0,
-    crop_size: int | None = None,
-) -> dict:
-    """Add the release's synthetic misalignment to a batch of aligned pairs.
-
-    rng: a typed PRNG key; example i uses fold_in(rng, i) (i = index in the global batch, so the
-    result does not depend on how the batch is sharded). batch: `ir`, `vi` (B, H, W, 3) aligned;
-    other entries are passed through unchanged (never cropped). Returns the batch with
-    `ir_warp`, `vi_warp` (B, h, w, 3) and the ground truth `disp` (B, h, w, 2) (normalised units,
-    align_corners=True base grid) added, where (h, w) = (H, W), or (crop_size, crop_size) when
-    given: then `ir` and `vi` are replaced by their crops too.
-    """
-    keys = jax.vmap(lambda i: jax.random.fold_in(rng, i))(jnp.arange(batch["ir"].shape[0]))
-
-    def one(key: Array, ir: Array, vi: Array):
-        return misalign_pair(key, ir, vi, angle, translation, ratio, crop_size=crop_size)
-
-    pair = jax.vmap(one)(keys, batch["ir"], batch["vi"])
-    return {
-        **batch,
-        "ir": pair.ir,
-        "vi": pair.vi,
-        "ir_warp": pair.ir_warp,
-        "vi_warp": pair.vi_warp,
-        "disp": pair.disp,
-    }
 
 
 def release_disp_to_variant(disp: Array, variant: str) -> Array:
@@ -240,14 +189,7 @@ def rf_step(
     """One stage-RF update on aligned pairs `ir`, `vi` (B, H, W, 3): misalign them with the key
     fold_in(state.rng, state.step) (`misalign_batch`), then `rf_step_on_warped`."""
     key = jax.random.fold_in(state.rng_key(), state.step)
-    batch = misalign_batch(
-        key,
-        batch,
-        angle=misalign.angle,
-        translation=misalign.translation,
-        ratio=misalign.ratio,
-        crop_size=misalign.crop_size,
-    )
+    batch = misalign_batch(key, batch, misalign)
     return rf_step_on_warped(state, batch, variant=variant, optimizer=optimizer)
 
 
@@ -269,16 +211,6 @@ def fs_forward(params: dict, batch: dict, *, variant: str) -> dict:
         "fused_y": fused_y,
         "fused_rgb": ycbcr_to_rgb(fused_y, vi_cb, vi_cr),
     }
-
-
-def apply_segmenter(variables: dict, images: Array) -> tuple[Array, Array]:
-    """The segmentation network (`models.bisenet.BiSeNet`) in eval mode (running statistics).
-
-    variables: its {'params', 'batch_stats'} (the number of classes is read from the head's
-    kernel); images: (B, H, W, 3) RGB in [0, 1]. Returns (main, aux) logits (B, H, W, classes).
-    """
-    num_classes = variables["params"]["conv_out"]["conv_out"]["kernel"].shape[-1]
-    return BiSeNet(num_classes).apply(variables, images)
 
 
 def fs_loss_fn(

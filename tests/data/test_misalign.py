@@ -98,7 +98,7 @@ def test_field_matches_release_with_elastic_noise(rng, sigma):
 def test_elastic_field_is_small_smooth_and_scales_with_ratio(sigma):
     key = jax.random.PRNGKey(3)
     flow = lambda ratio: np.asarray(
-        randflow(key, H, W, angle=0.0, trans=0.0, ratio=ratio, sigma=sigma, base=None)[1]
+        randflow(key, H, W, angle=0.0, translation=0.0, ratio=ratio, sigma=sigma, base=None)[1]
     )
     elastic = flow(1.0)
     np.testing.assert_allclose(flow(2.0), 2 * elastic, rtol=1e-5, atol=1e-6)  # grid - base rounding

@@ -32,6 +32,7 @@ SCRIPT = textwrap.dedent(
     import optax
     from flax import traverse_util
     from jax.sharding import PartitionSpec
+    from superfusion_jax.data.misalign import misalign_batch
     from superfusion_jax.training import mesh as meshes, steps
     from superfusion_jax.training.state import create_train_state, fresh_variables
 
@@ -74,7 +75,7 @@ SCRIPT = textwrap.dedent(
         for path, value in traverse_util.flatten_dict(state.batch_stats, sep="/").items():
             out[f"{n}/batch_stats/{path}"] = np.asarray(value)
     # Gradients before the optimiser of one misaligned batch: 4 devices, 1 device, float64.
-    warped = jax.device_get(steps.misalign_batch(jax.random.key(1), batches[0]))
+    warped = jax.device_get(misalign_batch(jax.random.key(1), batches[0]))
 
     def grads_of(params, batch_stats, batch):
         loss = lambda p: steps.rf_loss_fn(p, batch_stats, batch, variant="faithful")[0]

@@ -23,6 +23,7 @@ from scipy.ndimage import map_coordinates
 
 from configs import demo
 from superfusion_jax.checkpoint import load_model
+from superfusion_jax.data.misalign import MisalignConfig
 from superfusion_jax.data.synthetic import SyntheticPairs
 from superfusion_jax.ops.displacement import base_grid_pixels, pixels_to_disp
 from superfusion_jax.training import loop
@@ -55,7 +56,7 @@ def test_held_out_ground_truth_reproduces_the_warp():
         crop_size=64,
         frame_size=64,
         seed=0,
-        misalign={"angle": 10.0, "translation": 0.1, "ratio": 1.0},
+        misalign=MisalignConfig(angle=10.0, translation=0.1, ratio=1.0),
     )
     for ir, ir_warp, source in zip(held_out.ir, held_out.ir_warp, held_out.source_px, strict=True):
         # grid_sample (zeros, align_corners=False) = linear interpolation at pixel positions.
@@ -288,6 +289,7 @@ def test_sigterm_saves_and_exits_cleanly(tmp_path, jax_cache, reference_run):
 _NAN_SCRIPT = """
 import runpy, sys
 import numpy as np
+from superfusion_jax.data.misalign import MisalignConfig
 from superfusion_jax.data.synthetic import SyntheticPairs
 from superfusion_jax.training import loop
 

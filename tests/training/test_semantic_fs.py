@@ -20,7 +20,7 @@ from configs import semantic as semantic_config
 from superfusion_jax.checkpoint import load_model, save_model
 from superfusion_jax.data.synthetic import SyntheticPairs
 from superfusion_jax.losses.semantic import semantic_loss
-from superfusion_jax.models.bisenet import BiSeNet
+from superfusion_jax.models.bisenet import BiSeNet, apply_segmenter
 from superfusion_jax.training import loop, segmentation, steps
 from superfusion_jax.training.optimizer import make_optimizer
 from superfusion_jax.training.state import create_train_state, fresh_variables
@@ -77,7 +77,7 @@ def test_semantic_gradient_reaches_the_fusion_net(params, batch, segmenter):
 
         def semantic_only(p):
             fused = steps.fs_forward({**params, "fusion_net": p}, batch, variant=VARIANT)
-            main, aux = steps.apply_segmenter(segmenter, fused["fused_rgb"])
+            main, aux = apply_segmenter(segmenter, fused["fused_rgb"])
             return semantic_loss(main, aux, batch["label"])
 
         return (
