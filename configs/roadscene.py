@@ -11,14 +11,8 @@ size in pixels does not depend on the frame) and optimiser, and shrinks what a 2
 afford: batch 2 of 192 x 192 crops (the release: 16 of 256 x 256) cut at random positions from
 320 x 320 misaligned frames, with the learning rate scaled down for the small batch.
 
-Measured on this recipe's history (mean end-point error, px, MSRS images, eval mode):
-- 128 x 128 crops from 160 x 160 frames (crops nearly centred on the rotation) learned a field
-  tied to the crop's size and position: 15.6 against 20.2 for no registration at that size,
-  but 26.6 against 21.9 on 256 crops of 320 frames, and worse than none at 480 x 640. Larger
-  frames and crops (this recipe) carry over to full size far better (resume/README.md).
-- At batch 2 the held-out error swings between nearby steps: by 3 px at the release's learning
-  rate 1e-3 (meant for batch 16), still by about 2 px at 2.5e-4. Averaging the weights of a
-  few checkpoints gave no reliable gain (resume/README.md).
+Why these sizes (larger frames and crops at random positions, a learning rate below the
+release's for the small batch): the measurements of this recipe's history in resume/README.md.
 
 Held-out evaluation: 8 other RoadScene-like pairs would be ideal, but all 201 are for
 training, so the run evaluates on the MSRS test pairs' aligned images (`eval.ir_dir`,

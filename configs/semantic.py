@@ -10,10 +10,11 @@ model_final.pth, which the release loads as Seg_model.pth, or a folder trained w
 configs/segmentation.py), in eval mode, applied to the fused RGB image, against the labels of
 the training data (MSRS has them; RoadScene does not).
 
-semantic_weight: the release multiplies the semantic term by 0.0 (REFERENCE.md, quirk 5) and
-nowhere states the value it would use otherwise; the paper describes the term as part of the
-loss, so the default here is 1.0 (our choice, the plain sum). --config.semantic_weight=0 is the
-released recipe, which needs no segmentation network (and no labels).
+semantic_weight: the release multiplies the semantic term by 0.0 (quirk 5 in
+superfusion_jax/models/variants.py) and nowhere states the value it would use otherwise; the
+paper describes the term as part of the loss, so the default here is 1.0 (our choice, the
+plain sum). --config.semantic_weight=0 is the released recipe, which needs no segmentation
+network (and no labels).
 """
 
 from __future__ import annotations

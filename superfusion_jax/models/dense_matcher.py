@@ -1,4 +1,5 @@
-"""DenseMatcher: the registration network of SuperFusion (REFERENCE.md, "DenseMatcher").
+"""DenseMatcher: the registration network of SuperFusion (the release's
+`DenseMatcher`, modules/modules.py of github.com/Linfeng-Tang/SuperFusion).
 
 Inputs are RGB images (N, H, W, 3) in [0, 1] (the infrared image as grey repeated 3 times).
 Outputs are displacement fields (N, H, W, 2) in the release's normalised units, x then y: the

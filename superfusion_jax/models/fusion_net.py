@@ -1,4 +1,5 @@
-"""FusionNet with the global spatial-attention module (GSAM) (REFERENCE.md, "FusionNet").
+"""FusionNet with the global spatial-attention module (GSAM) (the release's
+`FusionNet`, modules/modules.py of github.com/Linfeng-Tang/SuperFusion).
 
 Fuses the luminance of a registered infrared image and a visible image:
 (N, H, W, 1) x 2 in [0, 1] -> fused luminance (N, H, W, 1) in [0, 1]. Any H and W.

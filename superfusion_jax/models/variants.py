@@ -1,6 +1,6 @@
 """The two variants of the network: `faithful` reproduces the release, `corrected` fixes it.
 
-Each quirk of the release (REFERENCE.md, "Quirks of the official release") is one named switch
+Each quirk of the release (github.com/Linfeng-Tang/SuperFusion) is one named switch
 here, so that every place in the model that behaves differently between the variants reads the
 switch by the quirk's name.
 

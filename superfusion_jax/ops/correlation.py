@@ -27,8 +27,8 @@ def local_correlation(
     Each window position is a shifted slice of the padded, blurred source, reduced over channels
     at once; the (N, H, W, C * kernel_size**2) patch tensor of ``F.unfold`` (or of
     ``lax.conv_general_dilated_patches``, a grouped convolution with an identity kernel) is never
-    built. On this CPU that is 3-5x faster forward and 13-19x faster forward + backward than the
-    patches formulation at the release's 1/8 and 1/4 levels, and it fits training batches in memory.
+    built: the patch tensor is kernel_size**2 times the features' size, and its backward pass
+    dominated training time and memory (measured in docs/performance.md).
 
     Args:
       source: (N, H, W, C) features whose blurred windows are compared (the release's feat1).

@@ -3,11 +3,9 @@
 All arrays are NHWC. Each 1-D pass is a fixed linear map along one axis (its taps are constants,
 never differentiated). Along axes of up to `MAX_MATRIX_LENGTH` pixels (every training crop and
 common image sizes) it is a product with the filter's (n, n) matrix, border included, whose
-gradient is the product with the transpose. On CPU, forward + backward runs 5-20x faster than
-sums of shifted slices (whose autodiff becomes chains of pads and adds) and 25-95x faster than
-XLA's depthwise convolution for the smoothness loss's 21- and 45-tap blurs; the RF training step
-(benchmarks/train_step.py, batch 4 of 256 x 256) went from 26.3 to 20.8 s, and inference is as
-fast either way.
+gradient is the product with the transpose: on CPUs this is far faster than the autodiff of
+sums of shifted slices (chains of pads and adds) or XLA's depthwise convolution for long filters
+such as the smoothness loss's 21- and 45-tap blurs (measured in docs/performance.md).
 Longer axes, where the matrix (n products per output pixel) would cost more than it saves, use
 the sum of shifted slices of the padded array (compiling it takes minutes for very long
 filters). Matrix products run at full float32 precision on every backend.

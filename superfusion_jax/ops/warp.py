@@ -76,7 +76,7 @@ def warp(image: jax.Array, disp: jax.Array, align_corners_grid: bool = True) -> 
     ``align_corners_grid=True`` is the official release's ``SpatialTransformer``: kornia's
     align_corners=True grid sampled with align_corners=False, so with ``disp = 0`` the output is
     NOT the input (output pixel j reads source position j * W / (W - 1) - 0.5, a stretch by up to
-    half a pixel at the borders). A faithful port needs it (quirk 3 of REFERENCE.md).
+    half a pixel at the borders). A faithful port needs it (quirk 3 in models/variants.py).
     ``align_corners_grid=False`` is the corrected, consistent grid: ``disp = 0`` is the identity.
 
     Args:

@@ -1,8 +1,8 @@
 """A plain-PyTorch restatement of SuperFusion (faithful variant), to check exported .pth files.
 
-Written from ../shared/REFERENCE.md and our Flax modules (superfusion_jax/models), not from the
-release's code. Module and attribute names follow the keys of the release's state_dicts, so an
-exported file loads with `load_state_dict(strict=True)`:
+Written from a description of the release (layers, conventions) and our Flax modules
+(superfusion_jax/models), not from the release's code. Module and attribute names follow the
+keys of the release's state_dicts, so an exported file loads with `load_state_dict(strict=True)`:
 
     model = SuperFusionReference().eval()
     model.DM.load_state_dict(pth["DM"]); model.FN.load_state_dict(pth["FN"])

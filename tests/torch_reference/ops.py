@@ -1,4 +1,5 @@
-"""Tensor operations of the release restated in plain PyTorch (NCHW), see REFERENCE.md."""
+"""Tensor operations of the release restated in plain PyTorch (NCHW); the conventions are those
+of superfusion_jax/ops (grid, align_corners, blur borders)."""
 
 from __future__ import annotations
 
