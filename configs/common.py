@@ -69,7 +69,7 @@ def get_base_config() -> ml_collections.ConfigDict:
     )
 
     # Held-out evaluation (registration EPE and the image log): the first num_pairs pairs of
-    # the source below, misaligned once with fixed seeds (see training/evaluation.py). Same
+    # the source below, misaligned once with fixed seeds (see training/held_out.py). Same
     # fields as `data`; tfds_name, data_dir and manual_dir follow `data` unless overridden.
     # RoadScene has no test split: use source 'folder' (other pairs) or 'synthetic' with it.
     config.eval = ml_collections.ConfigDict(
@@ -100,7 +100,7 @@ def get_base_config() -> ml_collections.ConfigDict:
     config.keep = 3
     # Start from these weights instead of a random initialisation (ignored when resuming):
     # a superfusion-jax checkpoint folder (`superfusion convert` output, or a training run's
-    # WORKDIR/model), a single-file .npz checkpoint (`checkpoint.save_flat`) or an official
+    # WORKDIR/model), a single-file .npz checkpoint (`io.model_files.save_flat`) or an official
     # .pth file.
     config.init_checkpoint = ""
     # TensorBoard files: 'auto' (when TensorFlow is installed), 'yes' or 'no'.

@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from superfusion_jax import memory
-from superfusion_jax.checkpoint import load_checkpoint
+from superfusion_jax.io.model_files import load_checkpoint
 from superfusion_jax.models import dense_matcher
 from superfusion_jax.models.superfusion import SuperFusion
 from superfusion_jax.models.variants import default_pad_multiple, quirks_for
@@ -86,7 +86,7 @@ class Pipeline:
     @classmethod
     def from_checkpoint(cls, path: str | Path, registration: str | None = None) -> Pipeline:
         """Load a checkpoint folder written by `superfusion convert` or training, or a
-        single-file checkpoint (`.npz`, `checkpoint.save_flat`). registration: None takes the
+        single-file checkpoint (`.npz`, `io.model_files.save_flat`). registration: None takes the
         one its metadata names ('network' when it names none)."""
         variables, meta = load_checkpoint(path)
         return cls(variables, meta["variant"], registration or meta.get("registration", "network"))

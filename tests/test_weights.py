@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 
 from superfusion_jax import weights
-from superfusion_jax.checkpoint import save_model
 from superfusion_jax.evaluation.fusion_presets import compute_fusion_metrics
 from superfusion_jax.inference import Pipeline
 from superfusion_jax.io.images import read_image
+from superfusion_jax.io.model_files import save_model
 from tests.conftest import MSRS, require
 
 # Qabf of the default model minus Qabf of the pair's per-pixel mean on these 192 x 256 crops, at

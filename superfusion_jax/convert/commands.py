@@ -10,10 +10,16 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from superfusion_jax.checkpoint import BISENET, load_model, model_name, read_metadata, save_model
 from superfusion_jax.convert import export, official, segmentation
 from superfusion_jax.convert.torch_checkpoints import read_pth, split_networks
 from superfusion_jax.evaluation.segmentation_metrics import class_names
+from superfusion_jax.io.model_files import (
+    BISENET,
+    load_model,
+    model_name,
+    read_metadata,
+    save_model,
+)
 from superfusion_jax.models.bisenet import num_classes_of
 
 

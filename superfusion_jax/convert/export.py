@@ -7,8 +7,9 @@
 - `adam_state_dict(network, moments, settings)`: one network's optax Adam moments ->
   `torch.optim.Adam(module.parameters()).state_dict()` of the release's module.
 - `export(src, dst, ...)`: `superfusion convert` from a folder. `src` is a model folder
-  (`superfusion_jax.checkpoint`: weights only) or a training checkpoint `WORKDIR/checkpoints/STEP`
-  (weights, and the only place where optimiser state is kept); `dst` is the .pth file written:
+  (`superfusion_jax.io.model_files`: weights only) or a training checkpoint
+  `WORKDIR/checkpoints/STEP` (weights, and the only place where optimiser state is kept);
+  `dst` is the .pth file written:
   {'DM', 'FN', 'ep', 'total_it'} (+ 'DM_opt', 'FN_opt'), as the release's `SuperFusion.save`,
   or with `bare` the state_dict of the release's whole `SuperFusion` module ('DM.*', 'ST.grid',
   'FN.*').
@@ -23,7 +24,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from flax import traverse_util
 
-from superfusion_jax.checkpoint import load_model
 from superfusion_jax.convert.official import variable_shapes
 from superfusion_jax.convert.official_keys import NETWORKS, locate, official_keys, to_official
 from superfusion_jax.convert.torch_checkpoints import (
@@ -31,6 +31,7 @@ from superfusion_jax.convert.torch_checkpoints import (
     mismatch_error,
     save_pth_atomically,
 )
+from superfusion_jax.io.model_files import load_model
 from superfusion_jax.models.variants import VARIANTS
 from superfusion_jax.training.optimizer import ADAM_BETAS, ADAM_EPS, release_schedule
 

@@ -7,7 +7,7 @@ Conventions (shared/DATA.md):
   grid) becomes g with :func:`sampling_positions`; the identity field is g(p) = p.
 - the ground truth is src, (N, F_h, F_w, 2) pixels: for each pixel q of ir_warp's frame, the
   position in the aligned ir it was sampled from (`io.ground_truth.read_flow_mat` for the MSRS
-  test set, `training.evaluation.make_held_out_set` for training's held-out pairs).
+  test set, `training.held_out.make_held_out_set` for training's held-out pairs).
 
 End-point error (EPE): g is right where src(g(p)) = p, so EPE(p) = |src(g(p)) - p| (Euclidean,
 pixels); src is interpolated bilinearly at g(p), positions outside the frame clamped to its edge.

@@ -8,7 +8,7 @@ A run's folder (`workdir`) holds:
   when complete, so a run killed at any moment leaves only complete checkpoints (temporary
   leftovers are removed when the next run starts).
 - `model`: a symbolic link to `exports/step_<step>/`, the model of the latest checkpoint in the
-  format of `superfusion_jax.checkpoint` (what `superfusion run --checkpoint WORKDIR/model` and
+  format of `superfusion_jax.io.model_files` (what `superfusion run --checkpoint WORKDIR/model` and
   `Pipeline.from_checkpoint` read). The link is replaced atomically after the new export is
   complete, and older exports are then deleted. Copy it with `cp -rL` (follow the link).
 - `best` (runs that evaluate a metric to maximise, e.g. the segmentation network's mIoU): a
@@ -36,7 +36,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from jax.experimental import multihost_utils
 
-from superfusion_jax.checkpoint import save_model
+from superfusion_jax.io.model_files import save_model
 from superfusion_jax.training.state import TrainState
 
 logger = logging.getLogger(__name__)
@@ -152,7 +152,7 @@ def export_model(
     exports_dir: str = EXPORTS_DIR,
 ) -> Path:
     """Export `variables` as `workdir/model` (a link to `exports/step_<step>/`, see the module
-    docstring) in the format of `superfusion_jax.checkpoint.save_model`.
+    docstring) in the format of `superfusion_jax.io.model_files.save_model`.
 
     Every process must call it (orbax synchronises the write); process 0 moves the link.
 

@@ -37,11 +37,11 @@ import optax
 from jax.experimental import multihost_utils
 from tqdm import tqdm
 
-from superfusion_jax.checkpoint import load_checkpoint
 from superfusion_jax.data.folders import PairedFolderSource
 from superfusion_jax.data.misalign import MisalignConfig
 from superfusion_jax.data.pipeline import make_train_iterator
 from superfusion_jax.data.synthetic import SyntheticPairs
+from superfusion_jax.io.model_files import load_checkpoint
 from superfusion_jax.losses.fusion import FUSION_OBJECTIVES
 from superfusion_jax.models.variants import quirks_for
 from superfusion_jax.training import mesh as mesh_lib
@@ -53,7 +53,7 @@ from superfusion_jax.training.checkpoints import (
     config_differences,
     export_model,
 )
-from superfusion_jax.training.evaluation import (
+from superfusion_jax.training.held_out import (
     HeldOutSet,
     evaluate_registration,
     make_held_out_set,
@@ -465,7 +465,7 @@ def _restore_or_create(
 
 def load_init_variables(path: str, variant: str) -> dict | None:
     """Variables to start from: '' -> None; a .pth file -> the official import; a folder or a
-    single-file `.npz` -> `superfusion_jax.checkpoint.load_checkpoint`. Warns when its variant
+    single-file `.npz` -> `superfusion_jax.io.model_files.load_checkpoint`. Warns when its variant
     is not `variant`."""
     if not path:
         return None

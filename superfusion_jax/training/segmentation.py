@@ -44,9 +44,9 @@ import numpy as np
 import optax
 from flax import traverse_util
 
-from superfusion_jax.checkpoint import BISENET, load_model, model_name
 from superfusion_jax.data.pipeline import make_eval_batches
 from superfusion_jax.evaluation.segmentation_metrics import ConfusionAccumulator, class_names
+from superfusion_jax.io.model_files import BISENET, load_model, model_name
 from superfusion_jax.losses.semantic import segmentation_loss
 from superfusion_jax.models.bisenet import BiSeNet, apply_segmenter, num_classes_of
 from superfusion_jax.training.state import TrainState, state_from_variables

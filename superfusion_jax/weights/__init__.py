@@ -1,8 +1,8 @@
 """Trained SuperFusion weights shipped inside the package.
 
 Each model is one file `NAME.npz` in this folder, in the single-file checkpoint format of
-`superfusion_jax.checkpoint.save_flat` (variables plus metadata: variant, the registration method
-to use with it, recipe). The command line and `Pipeline.pretrained()` use `DEFAULT` when no
+`superfusion_jax.io.model_files.save_flat` (variables plus metadata: variant, the registration
+method to use with it, recipe). The command line and `Pipeline.pretrained()` use `DEFAULT` when no
 checkpoint is given. `package` (or `python -m superfusion_jax.weights RUN/model NAME`) makes one
 from a training run's model: FusionNet only, registered by the training-free method
 (docs/model_card.md).
@@ -34,7 +34,7 @@ def weights_path(name: str = DEFAULT) -> Path:
 
 def load(name: str = DEFAULT) -> tuple[dict, dict[str, Any]]:
     """(variables as a numpy pytree, metadata) of shipped model `name`."""
-    from superfusion_jax.checkpoint import load_flat  # JAX and orbax only when loading
+    from superfusion_jax.io.model_files import load_flat  # JAX and orbax only when loading
 
     return load_flat(weights_path(name))
 
@@ -46,7 +46,7 @@ def package(model: str | Path, name: str = DEFAULT, recipe: str = "configs/fusio
     training-free registration 'optimize', since the model holds no registration network.
     Returns the path written.
     """
-    from superfusion_jax.checkpoint import load_checkpoint, save_flat
+    from superfusion_jax.io.model_files import load_checkpoint, save_flat
 
     variables, meta = load_checkpoint(model)
     metadata = {

@@ -18,7 +18,6 @@ import pytest
 import torch
 from flax import traverse_util
 
-from superfusion_jax.checkpoint import load_model, save_model
 from superfusion_jax.cli import main
 from superfusion_jax.convert.export import (
     adam_settings,
@@ -31,6 +30,7 @@ from superfusion_jax.convert.official_keys import official_keys
 from superfusion_jax.data.pipeline import make_train_iterator
 from superfusion_jax.data.synthetic import SyntheticPairs
 from superfusion_jax.inference import Pipeline
+from superfusion_jax.io.model_files import load_model, save_model
 from superfusion_jax.training.checkpoints import CHECKPOINTS_DIR, RunCheckpoints
 from superfusion_jax.training.optimizer import make_optimizer, release_schedule
 from superfusion_jax.training.state import TrainState

@@ -10,11 +10,11 @@ import pytest
 import torch
 from flax import traverse_util
 
-from superfusion_jax.checkpoint import load_model
 from superfusion_jax.convert.commands import import_pth
 from superfusion_jax.convert.official import import_official, load_official
 from superfusion_jax.convert.official_keys import locate
 from superfusion_jax.convert.torch_checkpoints import split_networks
+from superfusion_jax.io.model_files import load_model
 from tests.conftest import PARITY, require
 
 

@@ -14,7 +14,6 @@ import pytest
 import torch
 from flax.traverse_util import flatten_dict
 
-from superfusion_jax.checkpoint import load_model, save_model
 from superfusion_jax.cli import main
 from superfusion_jax.convert.segmentation import (
     export_bisenet,
@@ -27,6 +26,7 @@ from superfusion_jax.convert.segmentation import (
 from superfusion_jax.data.pipeline import make_train_iterator
 from superfusion_jax.data.synthetic import SyntheticPairs
 from superfusion_jax.inference import Pipeline
+from superfusion_jax.io.model_files import load_model, save_model
 from superfusion_jax.models.bisenet import BiSeNet
 from superfusion_jax.training.checkpoints import RunCheckpoints
 from superfusion_jax.training.state import TrainState

@@ -15,12 +15,12 @@ import pytest
 import scipy.io
 from PIL import Image
 
-from superfusion_jax.checkpoint import save_model
 from superfusion_jax.data.synthetic import SyntheticPairs
 from superfusion_jax.evaluation import report
 from superfusion_jax.evaluation.segmentation_metrics import MSRS_CLASSES, ConfusionAccumulator
 from superfusion_jax.io.ground_truth import read_flow_mat
 from superfusion_jax.io.images import read_image
+from superfusion_jax.io.model_files import save_model
 from superfusion_jax.models.bisenet import BiSeNet
 from superfusion_jax.training.segmentation import fresh_variables
 from tests.conftest import MSRS, REPO, require

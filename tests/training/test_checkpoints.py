@@ -14,9 +14,9 @@ import numpy as np
 import optax
 import pytest
 
-from superfusion_jax.checkpoint import load_model
 from superfusion_jax.data.pipeline import make_train_iterator
 from superfusion_jax.data.synthetic import SyntheticPairs
+from superfusion_jax.io.model_files import load_model
 from superfusion_jax.training.checkpoints import (
     CHECKPOINTS_DIR,
     EXPORTS_DIR,

@@ -22,13 +22,13 @@ import pytest
 from scipy.ndimage import map_coordinates
 
 from configs import demo
-from superfusion_jax.checkpoint import load_model
 from superfusion_jax.data.misalign import MisalignConfig
 from superfusion_jax.data.synthetic import SyntheticPairs
+from superfusion_jax.io.model_files import load_model
 from superfusion_jax.ops.displacement import base_grid_pixels, pixels_to_disp
 from superfusion_jax.training import loop
 from superfusion_jax.training.checkpoints import CHECKPOINTS_DIR, MODEL_LINK
-from superfusion_jax.training.evaluation import end_point_error, make_held_out_set
+from superfusion_jax.training.held_out import end_point_error, make_held_out_set
 
 REPO = Path(__file__).resolve().parents[2]
 # Run length and periods of the tiny runs (the compiled step only depends on the demo's sizes).
@@ -365,7 +365,7 @@ def test_init_checkpoint_starts_from_its_weights(tmp_path, jax_cache, reference_
 def test_init_checkpoint_reads_every_checkpoint_form(tmp_path, caplog):
     """A single-file .npz (a run carried over in one file) and a folder give the same start;
     other variants are trained with a warning."""
-    from superfusion_jax.checkpoint import save_flat, save_model
+    from superfusion_jax.io.model_files import save_flat, save_model
 
     variables = {"params": {"w": np.arange(3, dtype=np.float32)}, "batch_stats": {"m": np.ones(2)}}
     save_flat(tmp_path / "m.npz", variables, {"variant": "corrected"})

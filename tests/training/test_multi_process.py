@@ -18,7 +18,7 @@ import sys
 import numpy as np
 import pytest
 
-from superfusion_jax.checkpoint import load_model
+from superfusion_jax.io.model_files import load_model
 from superfusion_jax.training.checkpoints import CHECKPOINTS_DIR, MODEL_LINK
 from tests.conftest import REPO
 

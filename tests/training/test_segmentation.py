@@ -17,12 +17,12 @@ import torch
 from flax import traverse_util
 
 from configs import segmentation as segmentation_config
-from superfusion_jax.checkpoint import load_model, save_model
 from superfusion_jax.cli import main
 from superfusion_jax.convert.segmentation import export_bisenet, export_state_dict
 from superfusion_jax.data.pipeline import make_eval_batches
 from superfusion_jax.data.synthetic import SyntheticPairs
 from superfusion_jax.evaluation.segmentation_metrics import ConfusionAccumulator
+from superfusion_jax.io.model_files import load_model, save_model
 from superfusion_jax.training import loop, segmentation
 from superfusion_jax.training.checkpoints import BEST_LINK, BestModel
 from tests.conftest import PARITY, REPO, require

@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 
 from configs import semantic as semantic_config
-from superfusion_jax.checkpoint import load_model, save_model
 from superfusion_jax.data.synthetic import SyntheticPairs
+from superfusion_jax.io.model_files import load_model, save_model
 from superfusion_jax.losses.semantic import semantic_loss
 from superfusion_jax.models.bisenet import BiSeNet, apply_segmenter
 from superfusion_jax.training import loop, segmentation, steps

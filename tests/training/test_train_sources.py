@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from flax import traverse_util
 
-from superfusion_jax.checkpoint import load_model
 from superfusion_jax.convert.official import load_official
+from superfusion_jax.io.model_files import load_model
 from superfusion_jax.training.checkpoints import MODEL_LINK
 from tests.conftest import PARITY, require
 from tests.data.test_folders import write_pairs

@@ -5,7 +5,7 @@ import jax
 import numpy as np
 import pytest
 
-from superfusion_jax.checkpoint import load_checkpoint, load_flat, save_flat, save_model
+from superfusion_jax.io.model_files import load_checkpoint, load_flat, save_flat, save_model
 from tests.conftest import PARITY, require
 
 
