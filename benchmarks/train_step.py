@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from superfusion_jax.data.misalign import misalign_batch
-from superfusion_jax.losses.registration import rf_losses, valid_masks
+from superfusion_jax.losses.registration import RFOutputs, rf_losses, valid_masks
 from superfusion_jax.models.superfusion import SuperFusion
 from superfusion_jax.models.variants import quirks_for
 from superfusion_jax.training import steps
@@ -115,8 +115,8 @@ def rf_breakdown(batch: dict, variant: str, repeats: int) -> None:
     model = SuperFusion(variant)
     total = lambda tree: sum(jnp.sum(x) for x in jax.tree_util.tree_leaves(tree))
 
-    def forward(p: dict) -> dict:
-        apply = functools.partial(model.apply, method=steps._rf_forward, mutable=["batch_stats"])
+    def forward(p: dict) -> RFOutputs:
+        apply = functools.partial(model.apply, method=steps.rf_forward, mutable=["batch_stats"])
         inputs = (batch["ir"], batch["vi"], batch["ir_warp"], batch["vi_warp"])
         return apply({"params": p, "batch_stats": batch_stats}, *inputs)[0]
 
@@ -139,9 +139,9 @@ def rf_breakdown(batch: dict, variant: str, repeats: int) -> None:
     images = {k: batch[k] for k in ("ir", "vi", "ir_warp", "vi_warp")}
 
     def term(name: str):
-        def value(out: dict) -> jax.Array:
+        def value(out: RFOutputs) -> jax.Array:
             terms = rf_losses(
-                **images, disp_gt=disp_gt, goodmask=masks[0], goodmask_inverse=masks[1], **out
+                out, **images, disp_gt=disp_gt, goodmask=masks[0], goodmask_inverse=masks[1]
             )
             return terms[name]
 

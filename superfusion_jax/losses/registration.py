@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import flax.struct
 import jax
 import jax.numpy as jnp
 
@@ -175,43 +176,71 @@ def valid_masks(
     return jax.lax.stop_gradient(goodmask), jax.lax.stop_gradient(goodmask_inverse)
 
 
+def pair_luminance(ir: Array, vi: Array) -> tuple[Array, Array]:
+    """The luminance FusionNet fuses: of an infrared image its first channel, of a visible image
+    BT.601 Y. ir, vi: (N, H, W, 3) RGB in [0, 1] -> two (N, H, W, 1)."""
+    return ir[..., :1], rgb_to_ycbcr(vi)[0]
+
+
+@flax.struct.dataclass
+class RFOutputs:
+    """What stage RF's forward (the release's `train_forward_RF`) gives `rf_losses`.
+
+    The network sees two pairs: pair 1 = (ir_warp, vi), pair 2 = (ir, vi_warp).
+    RGB images (N, H, W, 3) in [0, 1]: ir_reg: ir_warp warped by pair 1's ir2vis; ir_warp_fake:
+    ir warped by pair 2's ir2vis; vi_warp_fake: vi warped by pair 1's vis2ir; vi_reg: vi_warp
+    warped by pair 2's vis2ir.
+    Luminance (N, H, W, 1) (`pair_luminance`), computed once for FusionNet and the losses: ir_y,
+    vi_y of the aligned pair, ir_reg_y, vi_reg_y of the registered images.
+    Fused luminance (N, H, W, 1): fused_1 = FN(ir_y, vi_reg_y), fused_2 = FN(ir_reg_y, vi_y).
+    Displacements (normalised units): disp_vis2ir_1 (pair 1's vis2ir), disp_ir2vis_2 (pair 2's
+    ir2vis), (N, H, W, 2); disp_down2/4/8 (2N, H, W, 2) the stacked multi-scale fields
+    upsampled to full size.
+    """
+
+    ir_reg: Array
+    vi_reg: Array
+    ir_warp_fake: Array
+    vi_warp_fake: Array
+    ir_y: Array
+    vi_y: Array
+    ir_reg_y: Array
+    vi_reg_y: Array
+    fused_1: Array
+    fused_2: Array
+    disp_vis2ir_1: Array
+    disp_ir2vis_2: Array
+    disp_down2: Array
+    disp_down4: Array
+    disp_down8: Array
+
+
 def rf_losses(
+    out: RFOutputs,
     *,
     ir: Array,
     vi: Array,
     ir_warp: Array,
     vi_warp: Array,
-    ir_reg: Array,
-    vi_reg: Array,
-    ir_warp_fake: Array,
-    vi_warp_fake: Array,
-    fused_1: Array,
-    fused_2: Array,
-    disp_vis2ir_1: Array,
-    disp_ir2vis_2: Array,
-    disp_down2: Array,
-    disp_down4: Array,
-    disp_down8: Array,
     disp_gt: Array,
     goodmask: Array,
     goodmask_inverse: Array,
 ) -> dict[str, Array]:
     """Stage-RF loss terms and total of the release's `backward_RF`.
 
-    The network sees two pairs: pair 1 = (ir_warp, vi), pair 2 = (ir, vi_warp).
-    RGB images (N, H, W, 3) in [0, 1]:
-      ir, vi: the aligned pair; ir_warp, vi_warp: both warped by the ground truth;
-      ir_reg: ir_warp warped by pair 1's ir2vis; ir_warp_fake: ir warped by pair 2's ir2vis;
-      vi_warp_fake: vi warped by pair 1's vis2ir; vi_reg: vi_warp warped by pair 2's vis2ir.
-    Fused luminance (N, H, W, 1): fused_1 = FN(ir_Y, vi_reg_Y), fused_2 = FN(ir_reg_Y, vi_Y).
-    Displacements (normalised units): disp_vis2ir_1 (pair 1's vis2ir), disp_ir2vis_2 (pair 2's
-    ir2vis), disp_gt (N, H, W, 2); disp_down2/4/8 (2N, H, W, 2) the stacked multi-scale fields
-    upsampled to full size. Masks (N, H, W, 1) from `valid_masks(disp_gt)`.
-    Y of an infrared image is its first channel; Y of a visible image is BT.601 luminance.
+    out: the forward's outputs (`RFOutputs`); ir, vi: (N, H, W, 3) the aligned pair; ir_warp,
+    vi_warp: both warped by the ground truth disp_gt (N, H, W, 2, normalised units); masks
+    (N, H, W, 1) from `valid_masks(disp_gt)`.
 
     Returns scalars: loss_reg_img, loss_reg_field, loss_smooth, loss_fus, loss_ncc,
     loss_border and loss_total = 10·reg_img + reg_field + smooth + 10·fus + ncc + border.
     """
+    ir_reg, vi_reg, ir_warp_fake, vi_warp_fake = (
+        out.ir_reg,
+        out.vi_reg,
+        out.ir_warp_fake,
+        out.vi_warp_fake,
+    )
     both = goodmask * goodmask_inverse
     loss_reg_img = (
         image_loss(ir_warp, ir_warp_fake, goodmask)
@@ -219,10 +248,10 @@ def rf_losses(
         + image_loss(vi_warp, vi_warp_fake, goodmask)
         + image_loss(vi_reg, vi, both)
     )
-    loss_reg_field = field_loss(ir_warp, vi_warp_fake, disp_vis2ir_1, disp_gt) + field_loss(
-        vi_warp, ir_warp_fake, disp_ir2vis_2, disp_gt
+    loss_reg_field = field_loss(ir_warp, vi_warp_fake, out.disp_vis2ir_1, disp_gt) + field_loss(
+        vi_warp, ir_warp_fake, out.disp_ir2vis_2, disp_gt
     )
-    loss_smooth = smooth_loss(disp_down2) + smooth_loss(disp_down4) + smooth_loss(disp_down8)
+    loss_smooth = sum(smooth_loss(d) for d in (out.disp_down2, out.disp_down4, out.disp_down8))
     loss_border = (
         0.1 * border_suppression(ir_reg, goodmask_inverse)
         + 0.1 * border_suppression(vi_reg, goodmask_inverse)
@@ -230,14 +259,13 @@ def rf_losses(
         + border_suppression(vi_warp_fake, goodmask)
     )
 
-    ir_y, ir_reg_y = ir[..., :1], ir_reg[..., :1]
-    vi_y, vi_reg_y = rgb_to_ycbcr(vi)[0], rgb_to_ycbcr(vi_reg)[0]
-    loss_fus = fusion_loss_rf(ir_reg_y, vi_y, fused_2, mask=both) + fusion_loss_rf(
-        ir_y, vi_reg_y, fused_1, mask=both
+    ir_y, vi_y, ir_reg_y, vi_reg_y = out.ir_y, out.vi_y, out.ir_reg_y, out.vi_reg_y
+    loss_fus = fusion_loss_rf(ir_reg_y, vi_y, out.fused_2, mask=both) + fusion_loss_rf(
+        ir_y, vi_reg_y, out.fused_1, mask=both
     )
 
     positive = (ir_y > 1e-5) & (vi_y > 1e-5) & (ir_reg_y > 1e-5) & (vi_reg_y > 1e-5)
-    loss_ncc = image_loss(fused_1, fused_2, positive * both)
+    loss_ncc = image_loss(out.fused_1, out.fused_2, positive * both)
 
     loss_total = (
         10.0 * loss_reg_img

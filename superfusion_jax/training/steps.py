@@ -26,7 +26,12 @@ import optax
 
 from superfusion_jax.data.misalign import MisalignConfig, misalign_batch
 from superfusion_jax.losses.fusion import FUSION_OBJECTIVES
-from superfusion_jax.losses.registration import rf_losses, valid_masks
+from superfusion_jax.losses.registration import (
+    RFOutputs,
+    pair_luminance,
+    rf_losses,
+    valid_masks,
+)
 from superfusion_jax.losses.semantic import semantic_loss
 from superfusion_jax.models.bisenet import apply_segmenter
 from superfusion_jax.models.superfusion import SuperFusion
@@ -48,8 +53,10 @@ def release_disp_to_variant(disp: Array, variant: str) -> Array:
     return disp + base_grid(h, w, True) - base_grid(h, w, False)
 
 
-def _rf_forward(model: SuperFusion, ir: Array, vi: Array, ir_warp: Array, vi_warp: Array) -> dict:
-    """`train_forward_RF` inside `model.apply`: the outputs `rf_losses` needs (see there)."""
+def rf_forward(
+    model: SuperFusion, ir: Array, vi: Array, ir_warp: Array, vi_warp: Array
+) -> RFOutputs:
+    """`train_forward_RF` inside `model.apply` (method=rf_forward): what `rf_losses` needs."""
     b = ir.shape[0]
     ir_stack = jnp.concatenate([ir_warp, ir])  # pair 1 = (ir_warp, vi), pair 2 = (ir, vi_warp)
     vi_stack = jnp.concatenate([vi, vi_warp])
@@ -58,22 +65,26 @@ def _rf_forward(model: SuperFusion, ir: Array, vi: Array, ir_warp: Array, vi_war
         jnp.concatenate([ir_stack, vi_stack]), jnp.concatenate([disp["ir2vis"], disp["vis2ir"]])
     )
     ir_reg, ir_warp_fake, vi_warp_fake, vi_reg = jnp.split(warped, 4)
-    ir_y, ir_reg_y = ir[..., :1], ir_reg[..., :1]
-    vi_y, vi_reg_y = rgb_to_ycbcr(vi)[0], rgb_to_ycbcr(vi_reg)[0]
+    ir_y, vi_reg_y = pair_luminance(ir, vi_reg)
+    ir_reg_y, vi_y = pair_luminance(ir_reg, vi)
     fused = model.fusion_net(jnp.concatenate([ir_y, ir_reg_y]), jnp.concatenate([vi_reg_y, vi_y]))
-    return {
-        "ir_reg": ir_reg,
-        "vi_reg": vi_reg,
-        "ir_warp_fake": ir_warp_fake,
-        "vi_warp_fake": vi_warp_fake,
-        "fused_1": fused[:b],
-        "fused_2": fused[b:],
-        "disp_vis2ir_1": disp["vis2ir"][:b],
-        "disp_ir2vis_2": disp["ir2vis"][b:],
-        "disp_down2": disp["down2"],
-        "disp_down4": disp["down4"],
-        "disp_down8": disp["down8"],
-    }
+    return RFOutputs(
+        ir_reg=ir_reg,
+        vi_reg=vi_reg,
+        ir_warp_fake=ir_warp_fake,
+        vi_warp_fake=vi_warp_fake,
+        ir_y=ir_y,
+        vi_y=vi_y,
+        ir_reg_y=ir_reg_y,
+        vi_reg_y=vi_reg_y,
+        fused_1=fused[:b],
+        fused_2=fused[b:],
+        disp_vis2ir_1=disp["vis2ir"][:b],
+        disp_ir2vis_2=disp["ir2vis"][b:],
+        disp_down2=disp["down2"],
+        disp_down4=disp["down4"],
+        disp_down8=disp["down8"],
+    )
 
 
 def rf_loss_fn(
@@ -94,7 +105,7 @@ def rf_loss_fn(
         batch["vi"],
         batch["ir_warp"],
         batch["vi_warp"],
-        method=_rf_forward,
+        method=rf_forward,
         mutable=["batch_stats"],
     )
     disp_gt = release_disp_to_variant(batch["disp"], variant)
@@ -102,6 +113,7 @@ def rf_loss_fn(
         disp_gt, align_corners_grid=quirks_for(variant).align_corners_base_grid
     )
     terms = rf_losses(
+        out,
         ir=batch["ir"],
         vi=batch["vi"],
         ir_warp=batch["ir_warp"],
@@ -109,7 +121,6 @@ def rf_loss_fn(
         disp_gt=disp_gt,
         goodmask=goodmask,
         goodmask_inverse=goodmask_inverse,
-        **out,
     )
     return terms["loss_total"], (terms, updated["batch_stats"])
 

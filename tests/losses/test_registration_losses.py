@@ -14,12 +14,14 @@ import torch
 import torch.nn.functional as F
 
 from superfusion_jax.losses.registration import (
+    RFOutputs,
     border_suppression,
     field_loss,
     gradient_loss,
     image_loss,
     masked_l1_loss,
     masked_l2_loss,
+    pair_luminance,
     rf_losses,
     smooth_loss,
     valid_masks,
@@ -285,7 +287,13 @@ def test_rf_losses_match_release(rng):
         "goodmask": goodmask,
         "goodmask_inverse": inverse,
     }
-    ours = rf_losses(**as_jnp(tensors))
+    inputs = as_jnp(tensors)
+    images = {k: inputs.pop(k) for k in ("ir", "vi", "ir_warp", "vi_warp")}
+    masks = {k: inputs.pop(k) for k in ("disp_gt", "goodmask", "goodmask_inverse")}
+    ir_y, vi_reg_y = pair_luminance(images["ir"], inputs["vi_reg"])
+    ir_reg_y, vi_y = pair_luminance(inputs["ir_reg"], images["vi"])
+    luminance = {"ir_y": ir_y, "vi_y": vi_y, "ir_reg_y": ir_reg_y, "vi_reg_y": vi_reg_y}
+    ours = rf_losses(RFOutputs(**inputs, **luminance), **images, **masks)
     torch_in = {k: torch.from_numpy(v) if k == "disp_gt" else nchw(v) for k, v in tensors.items()}
     expected = t_rf_losses(torch_in)
     assert set(ours) == set(expected)
