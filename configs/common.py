@@ -118,3 +118,14 @@ def use_roadscene_folders(config: ml_collections.ConfigDict) -> None:
     config.eval.source = "folder"
     config.eval.ir_dir = "../shared/data/msrs_test/ir"
     config.eval.vi_dir = "../shared/data/msrs_test/vi"
+
+
+def use_small_run_periods(config: ml_collections.ConfigDict) -> None:
+    """Held-out set and periods of the stage-RF recipes sized for a 2-core CPU (roadscene.py,
+    residual.py): 8 held-out pairs evaluated 4 at a time, a log line every 10 updates, a
+    checkpoint every 25 updates (the last 2 kept: updates take seconds, runs are stopped)."""
+    config.eval.num_pairs = 8
+    config.eval.batch_size = 4
+    config.log_every = 10
+    config.checkpoint_every = 25
+    config.keep = 2

@@ -38,11 +38,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.n_ep = 80
     config.n_ep_decay = 60
     common.use_roadscene_folders(config)
-    config.eval.num_pairs = 8
-    config.eval.batch_size = 4
-    config.log_every = 10
+    common.use_small_run_periods(config)
     config.image_every = 200
     config.eval_every = 200
-    config.checkpoint_every = 25
-    config.keep = 2
     return config
