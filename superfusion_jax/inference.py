@@ -23,7 +23,7 @@ from superfusion_jax import memory
 from superfusion_jax.io.model_files import load_checkpoint
 from superfusion_jax.models import dense_matcher
 from superfusion_jax.models.superfusion import SuperFusion
-from superfusion_jax.models.variants import default_pad_multiple, quirks_for
+from superfusion_jax.models.variants import quirks_for
 from superfusion_jax.ops.displacement import base_grid_pixels, disp_to_pixels
 from superfusion_jax.ops.warp import warp
 from superfusion_jax.registration import geometry, methods
@@ -71,8 +71,7 @@ class Pipeline:
         self.settings = registration_settings or methods.settings_for(
             "optimize" if registration == "optimize" else "global"
         )
-        self.pad_multiple = pad_multiple or default_pad_multiple(variant)
-        self.model = SuperFusion(variant, self.pad_multiple)
+        self.model = SuperFusion(variant, pad_multiple)
         self.variables = None
         if variables is not None:
             self.variables = jax.device_put(

@@ -39,6 +39,6 @@ def check_fits(compiled: jax.stages.Compiled, what: str) -> None:
     if needed is not None and free is not None and needed > free:
         raise MemoryError(
             f"{what} needs about {needed / 1e9:.1f} GB of memory and {free / 1e9:.1f} GB is "
-            "free; memory grows with the number of pixels: use smaller images (or a smaller "
-            "--batch-size)"
+            "free; memory grows with the number of pixels: use smaller images (or fewer pairs "
+            "at once)"
         )
