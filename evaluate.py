@@ -124,7 +124,7 @@ class PairResult:
 
 @dataclasses.dataclass
 class Segmenter:
-    """The segmentation network (`training.segmentation.load_segmenter` variables, eval mode)
+    """The segmentation network (`io.model_files.load_segmenter` variables, eval mode)
     and the label images by name."""
 
     variables: dict
@@ -173,8 +173,8 @@ def _load_segmenter(labels: Path | None, default_flag: str) -> Segmenter | None:
             f"({default_flag})"
         )
     from superfusion_jax.evaluation.segmentation_metrics import class_names
+    from superfusion_jax.io.model_files import load_segmenter
     from superfusion_jax.models.bisenet import num_classes_of
-    from superfusion_jax.training.segmentation import load_segmenter
 
     try:
         variables = load_segmenter(_SEGMENTATION.value)

@@ -2,6 +2,14 @@
 
 Every field can be overridden on the command line, e.g. `--config.batch_size=8`.
 Sizes are in pixels, steps count optimiser updates, batch sizes are global (all hosts).
+
+A recipe also takes an argument after its file name, `--config=configs/X.py:ARG`, a
+comma-separated list of `name=value` and bare `name` (true) that `parse_arg` reads:
+- `runlocal`: the recipe on built-in synthetic scenes at a few minutes' size on a CPU
+  (`use_runlocal`), to try a recipe or a change before a real run; needs no data;
+- `data=DIR` (the recipes that train on folders: roadscene, residual, fusion): the folder that
+  holds `roadscene_train/` and `msrs_test/` (the project's `../shared/data`). Configs name no
+  path outside the repository; without it their folder fields stay empty and train.py says so.
 """
 
 from __future__ import annotations
@@ -108,19 +116,70 @@ def get_base_config() -> ml_collections.ConfigDict:
     return config
 
 
-def use_roadscene_folders(config: ml_collections.ConfigDict) -> None:
-    """Train on the aligned RoadScene pairs of ../shared/data/roadscene_train (folder source)
-    and hold out the aligned MSRS test pairs of ../shared/data/msrs_test, as the CPU-sized
-    recipes do (configs/roadscene.py, configs/fusion.py)."""
+def parse_arg(arg: str | None, **defaults: bool | str) -> ml_collections.ConfigDict:
+    """A recipe's argument (`configs/X.py:ARG`) as typed fields (big_vision's `parse_arg`).
+
+    arg: comma-separated `name=value` and bare `name` (= true), or None / ''. defaults: every
+    name the recipe accepts with its default, whose type (bool or str) the value takes.
+    Raises ValueError naming an unknown name or a value a bool cannot take.
+    """
+    args = ml_collections.ConfigDict(defaults)
+    for item in filter(None, (arg or "").split(",")):
+        name, _, value = item.partition("=")
+        name = name.strip()
+        if name not in defaults:
+            raise ValueError(f"unknown argument {name!r}; this recipe takes {sorted(defaults)}")
+        if isinstance(defaults[name], bool):
+            if value.lower() not in ("", "true", "1", "false", "0"):
+                raise ValueError(f"config argument {name} is true or false, got {value!r}")
+            args[name] = value.lower() in ("", "true", "1")
+        else:
+            args[name] = value
+    return args
+
+
+def use_runlocal(config: ml_collections.ConfigDict) -> None:
+    """Shrink `config` to a run of minutes on a CPU, offline: 150 updates of batch 2 on 64 x 64
+    crops (stage RF: of 80 x 80 misalignment frames) of 64 synthetic 96 x 96 scenes, held out on
+    8 others; logs, pictures, evaluations and checkpoints often. The recipe's objectives and
+    stage stay as they are."""
+    config.batch_size = 2
+    config.crop_size = 64
+    if config.misalign.frame_size > 0:
+        config.misalign.frame_size = 80
+    config.num_steps = 150
+    config.steps_per_epoch = -1
+    config.n_ep = 5
+    config.n_ep_decay = 3
+    for spec, pairs, seed in ((config.data, 64, 0), (config.eval, 8, 1_000_003)):
+        spec.source = "synthetic"
+        spec.synthetic_pairs = pairs
+        spec.synthetic_size = 96
+        spec.synthetic_seed = seed
+    config.eval.num_pairs = 8
+    config.eval.batch_size = 4
+    config.log_every = 10
+    config.image_every = 50
+    config.eval_every = 50
+    config.checkpoint_every = 50
+    config.keep = 2
+
+
+def use_roadscene_folders(config: ml_collections.ConfigDict, data: str) -> None:
+    """Train on the aligned RoadScene pairs of DATA/roadscene_train (folder source) and hold
+    out the aligned MSRS test pairs of DATA/msrs_test, as the CPU-sized recipes do
+    (roadscene.py, residual.py, fusion.py). data '': the folder fields stay empty (train.py
+    then asks for them)."""
     config.data.source = "folder"
-    config.data.ir_dir = "../shared/data/roadscene_train/ir"
-    config.data.vi_dir = "../shared/data/roadscene_train/vi"
     config.eval.source = "folder"
-    config.eval.ir_dir = "../shared/data/msrs_test/ir"
-    config.eval.vi_dir = "../shared/data/msrs_test/vi"
+    if data:
+        config.data.ir_dir = f"{data}/roadscene_train/ir"
+        config.data.vi_dir = f"{data}/roadscene_train/vi"
+        config.eval.ir_dir = f"{data}/msrs_test/ir"
+        config.eval.vi_dir = f"{data}/msrs_test/vi"
 
 
-def use_small_run_periods(config: ml_collections.ConfigDict) -> None:
+def use_cpu_periods(config: ml_collections.ConfigDict) -> None:
     """Held-out set and periods of the stage-RF recipes sized for a 2-core CPU (roadscene.py,
     residual.py): 8 held-out pairs evaluated 4 at a time, a log line every 10 updates, a
     checkpoint every 25 updates (the last 2 kept: updates take seconds, runs are stopped)."""

@@ -13,31 +13,10 @@ from __future__ import annotations
 
 import ml_collections
 
-from configs import common
+from configs import joint
 
 
 def get_config() -> ml_collections.ConfigDict:
-    """Stage RF on 64 synthetic scenes; evaluation on 8 other synthetic scenes."""
-    config = common.get_base_config()
-    config.batch_size = 2
-    config.crop_size = 64
-    config.misalign.frame_size = 80
-    config.num_steps = 150
-    # 32 updates per epoch (64 pairs / batch 2): constant learning rate for 3 epochs, then a
-    # linear decay over the last ones.
-    config.n_ep = 5
-    config.n_ep_decay = 3
-    config.data.source = "synthetic"
-    config.data.synthetic_pairs = 64
-    config.data.synthetic_size = 96
-    config.eval.source = "synthetic"
-    config.eval.synthetic_pairs = 8
-    config.eval.synthetic_size = 96
-    config.eval.num_pairs = 8
-    config.eval.batch_size = 4
-    config.log_every = 10
-    config.image_every = 50
-    config.eval_every = 50
-    config.checkpoint_every = 50
-    config.keep = 2
-    return config
+    """Stage RF on 64 synthetic scenes; evaluation on 8 other synthetic scenes (the same as
+    configs/joint.py:runlocal)."""
+    return joint.get_config("runlocal")

@@ -1,7 +1,9 @@
 """FusionNet alone on aligned RoadScene pairs with stage RF's fusion objective, sized for a CPU
 (the fusion weights of the package's default model: docs/model_card.md).
 
-  python train.py --config=configs/fusion.py --workdir=runs/fusion
+  python train.py --config=configs/fusion.py:data=../shared/data --workdir=runs/fusion
+
+(data=DIR: the folder holding roadscene_train/ and msrs_test/, configs/common.py.)
 
 Stage RF trains FusionNet only behind the registration (its fused images are of registered
 pairs); without a trained registration its inputs stay misaligned and it learns a near-constant
@@ -20,8 +22,9 @@ import ml_collections
 from configs import common
 
 
-def get_config() -> ml_collections.ConfigDict:
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     """FusionNet on aligned folder pairs (see configs/common.py for the other fields)."""
+    args = common.parse_arg(arg, data="", runlocal=False)
     config = common.get_base_config()
     config.stage = "FS"
     config.fusion_objective = "rf"
@@ -34,10 +37,12 @@ def get_config() -> ml_collections.ConfigDict:
     config.steps_per_epoch = 50
     config.n_ep = 50
     config.n_ep_decay = 35
-    common.use_roadscene_folders(config)
+    common.use_roadscene_folders(config, args.data)
     config.eval.num_pairs = 4
     config.log_every = 25
     config.image_every = 250
     config.checkpoint_every = 50
     config.keep = 2
+    if args.runlocal:
+        common.use_runlocal(config)
     return config

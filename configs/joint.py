@@ -15,6 +15,11 @@ import ml_collections
 from configs import common
 
 
-def get_config() -> ml_collections.ConfigDict:
-    """The release's stage-RF recipe (see configs/common.py for every field)."""
-    return common.get_base_config()
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    """The release's stage-RF recipe (see configs/common.py for every field); arg `runlocal`:
+    its offline CPU-sized form (`common.use_runlocal`)."""
+    args = common.parse_arg(arg, runlocal=False)
+    config = common.get_base_config()
+    if args.runlocal:
+        common.use_runlocal(config)
+    return config

@@ -1,7 +1,9 @@
 """Stage RF on residual-size misalignment: the DenseMatcher learns what is left behind the
 training-free global stage (`--registration=global+network`; docs/registration.md).
 
-  python train.py --config=configs/residual.py --workdir=runs/residual
+  python train.py --config=configs/residual.py:data=../shared/data --workdir=runs/residual
+
+(data=DIR: the folder holding roadscene_train/ and msrs_test/, configs/common.py.)
 
 The release's misalignment (rotation up to 10° x size/500, translation up to 10 %, elastic
 field) is far beyond what this CPU can teach the DenseMatcher (resume/README.md). Behind the
@@ -24,8 +26,9 @@ import ml_collections
 from configs import common
 
 
-def get_config() -> ml_collections.ConfigDict:
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     """Stage RF with residual misalignment on aligned folder pairs; 1500 updates of batch 4."""
+    args = common.parse_arg(arg, data="", runlocal=False)
     config = common.get_base_config()
     config.misalign.angle = 2.5
     config.misalign.translation = 0.02
@@ -37,8 +40,10 @@ def get_config() -> ml_collections.ConfigDict:
     config.steps_per_epoch = 50
     config.n_ep = 30
     config.n_ep_decay = 20
-    common.use_roadscene_folders(config)
-    common.use_small_run_periods(config)
+    common.use_roadscene_folders(config, args.data)
+    common.use_cpu_periods(config)
     config.image_every = 500
     config.eval_every = 100
+    if args.runlocal:
+        common.use_runlocal(config)
     return config

@@ -1,9 +1,9 @@
 """Stage RF on RoadScene's 201 real aligned pairs, sized for a CPU (the model in training
 for the package: resume/README.md).
 
-  python train.py --config=configs/roadscene.py --workdir=runs/roadscene \
-      --config.data.ir_dir=../shared/data/roadscene_train/ir \
-      --config.data.vi_dir=../shared/data/roadscene_train/vi
+  python train.py --config=configs/roadscene.py:data=../shared/data --workdir=runs/roadscene
+
+(data=DIR: the folder holding roadscene_train/ and msrs_test/, configs/common.py.)
 
 The release trains its RoadScene model on such pairs with synthetic misalignment; this recipe
 keeps the release's objectives, misalignment (rotation, translation and elastic field, whose
@@ -26,8 +26,9 @@ import ml_collections
 from configs import common
 
 
-def get_config() -> ml_collections.ConfigDict:
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     """Stage RF on aligned pairs in two folders; 4000 updates of batch 2 (80 epochs of 50)."""
+    args = common.parse_arg(arg, data="", runlocal=False)
     config = common.get_base_config()
     config.batch_size = 2
     config.crop_size = 192
@@ -37,8 +38,10 @@ def get_config() -> ml_collections.ConfigDict:
     config.steps_per_epoch = 50
     config.n_ep = 80
     config.n_ep_decay = 60
-    common.use_roadscene_folders(config)
-    common.use_small_run_periods(config)
+    common.use_roadscene_folders(config, args.data)
+    common.use_cpu_periods(config)
     config.image_every = 200
     config.eval_every = 200
+    if args.runlocal:
+        common.use_runlocal(config)
     return config

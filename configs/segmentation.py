@@ -3,7 +3,7 @@
   python train.py --config=configs/segmentation.py --workdir=runs/seg \
       --config.data.manual_dir=/data/MSRS --config.data.data_dir=/data/tfds
   # offline, a few minutes on a CPU: synthetic scenes and their labels
-  python train.py --config=configs/segmentation.py:demo --workdir=runs/seg_demo
+  python train.py --config=configs/segmentation.py:runlocal --workdir=runs/seg_demo
 
 The model of the best held-out mIoU is WORKDIR/best (the latest is WORKDIR/model); give it to
 stage FS as --config.segmentation_checkpoint=WORKDIR/best, or to evaluate.py as
@@ -14,7 +14,7 @@ on the main head + 0.75 x on the auxiliary head (probability threshold 0.7, at l
 batch's pixels, label 255 ignored); SGD with momentum 0.9 and weight decay 5e-4 on convolution
 kernels only, heads at 10 x the learning rate, no clipping; learning rate 1e-2 after 1000
 warm-up updates rising exponentially from 1e-5, then polynomial decay (power 0.9) to 0 at the
-last of 80,000 updates; batch 16. Not matched (training/segmentation.py has the details): the
+last of 80,000 updates; batch 16. Not matched (training/tasks/segmentation.py has the details): the
 augmentation is the release's flips, rotations and square crops (480 x 480 of MSRS's 480 x 640;
 SeAFusion: colour jitter, flips, random scaling, 640 x 480 crops); the input is the visible image
 by default (SeAFusion trains on its fused images); the backbone starts random unless
@@ -30,9 +30,10 @@ from configs import common
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-    """SeAFusion's segmentation recipe on MSRS; arg 'demo': the offline CPU recipe (synthetic
-    48 x 48 crops of 64 x 64 scenes, batch 8, 300 updates with Adam, evaluated on 32 other
-    scenes)."""
+    """SeAFusion's segmentation recipe on MSRS; arg 'runlocal': the offline CPU recipe
+    (synthetic 48 x 48 crops of 64 x 64 scenes, batch 8, 300 updates with Adam, evaluated on 32
+    other scenes)."""
+    args = common.parse_arg(arg, runlocal=False)
     config = common.get_base_config()
     config.stage = "segmentation"
     # Which image the network learns to segment: 'vi' (visible RGB), 'ir' (infrared as grey
@@ -73,18 +74,18 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.eval_every = 2000
     config.image_every = 2000
     config.checkpoint_every = 2000
-    if arg == "demo":
-        _demo(config)
-    elif arg:
-        raise ValueError(f"unknown argument {arg!r} of configs/segmentation.py (expected 'demo')")
+    if args.runlocal:
+        _runlocal(config)
     return config
 
 
-def _demo(config: ml_collections.ConfigDict) -> None:
-    """Synthetic scenes with their labels, sized for a 2-core CPU (tests/training/
-    test_segmentation.py). From a random initialisation, SeAFusion's SGD (lr 3e-3 to 3e-2)
-    still predicted background everywhere after 300 updates of this size; Adam (lr 2e-3, heads
-    at 1 x) learns cars within them, hence the different optimiser."""
+def _runlocal(config: ml_collections.ConfigDict) -> None:
+    """`common.use_runlocal` (synthetic scenes with their labels), then the sizes at which this
+    network learns something in minutes on a 2-core CPU (tests/training/test_segmentation.py).
+    From a random initialisation, SeAFusion's SGD (lr 3e-3 to 3e-2) still predicted background
+    everywhere after 300 updates of this size; Adam (lr 2e-3, heads at 1 x) learns cars within
+    them, hence the different optimiser."""
+    common.use_runlocal(config)
     config.batch_size = 8
     config.crop_size = 48
     config.num_steps = 300
@@ -93,10 +94,8 @@ def _demo(config: ml_collections.ConfigDict) -> None:
     config.head_lr_multiplier = 1.0
     config.warmup_steps = 20
     config.warmup_start_lr = 2e-5
-    config.data.source = "synthetic"
     config.data.synthetic_pairs = 256
     config.data.synthetic_size = 64
-    config.eval.source = "synthetic"
     config.eval.synthetic_pairs = 32
     config.eval.synthetic_size = 64
     config.eval.num_pairs = 32

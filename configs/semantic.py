@@ -24,8 +24,9 @@ import ml_collections
 from configs import common
 
 
-def get_config() -> ml_collections.ConfigDict:
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     """Stage FS with the semantic term (see configs/common.py for the other fields)."""
+    args = common.parse_arg(arg, runlocal=False)
     config = common.get_base_config()
     config.stage = "FS"
     # FS trains on aligned crops: no misalignment frame.
@@ -33,4 +34,6 @@ def get_config() -> ml_collections.ConfigDict:
     config.semantic_weight = 1.0
     # The frozen segmentation network: a BiSeNet .pth or a configs/segmentation.py folder.
     config.segmentation_checkpoint = ""
+    if args.runlocal:
+        common.use_runlocal(config)
     return config

@@ -6,6 +6,22 @@ import flow_vis
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+# Colours of the label maps in the image log (MSRS classes; more classes cycle through them).
+PALETTE = np.array(
+    [
+        [0, 0, 0],  # unlabelled
+        [220, 20, 60],  # car
+        [255, 200, 0],  # person
+        [0, 160, 255],  # bike
+        [150, 80, 255],  # curve
+        [0, 200, 120],  # car stop
+        [255, 120, 200],  # guardrail
+        [255, 110, 0],  # color cone
+        [140, 140, 140],  # bump
+    ],
+    np.uint8,
+)
+
 
 def flow_to_color(disp_px: np.ndarray, max_magnitude: float | None = None) -> np.ndarray:
     """Colour-code a displacement field with the Middlebury colour wheel (Baker et al., 2007).
@@ -89,3 +105,11 @@ def _to_rgb8(image: np.ndarray) -> np.ndarray:
 
 def _text_height(font: ImageFont.ImageFont | ImageFont.FreeTypeFont) -> int:
     return int(font.getbbox("Ag")[3])
+
+
+def label_colors(label: np.ndarray) -> np.ndarray:
+    """(H, W) class ids -> (H, W, 3) uint8 colours (`PALETTE`; ids >= 9 cycle, 255 is white)."""
+    label = np.asarray(label)
+    colours = PALETTE[np.mod(label, len(PALETTE))]
+    colours[label == 255] = 255
+    return colours

@@ -180,3 +180,14 @@ def export_bisenet(variables: dict, path: str | Path) -> None:
         (key, torch.from_numpy(value)) for key, value in export_state_dict(variables).items()
     )
     save_pth_atomically(state, Path(path))
+
+
+def import_backbone(variables: dict, state: dict, source: str) -> dict:
+    """Put a torchvision `resnet18` state_dict (ImageNet weights; 'fc.*' ignored) into the
+    ResNet-18 of BiSeNet `variables`; everything else is kept. Returns new numpy variables."""
+    merged = export_state_dict(variables)
+    for key, value in state.items():
+        key = key.removeprefix("module.")
+        if not key.startswith("fc."):
+            merged[f"cp.resnet.{key}"] = value
+    return import_state_dict(merged, source, num_classes_of(variables))

@@ -5,7 +5,7 @@ A checkpoint is a directory:
   `SuperFusion` Flax module;
 - `metadata.json`: {'format': 'superfusion-jax', 'version': 1, 'model': 'superfusion'|'bisenet',
   ...provenance (source file, epoch, step)}; a SuperFusion model also names its 'variant'
-  ('faithful'|'corrected'); the segmentation network (`training.segmentation`) has none.
+  ('faithful'|'corrected'); the segmentation network (`models.bisenet`) has none.
 
 The weights shipped inside the package use a single-file form of the same content
 (`save_flat` / `load_flat`): one `.npz` whose keys are the '/'-joined paths of the variables
@@ -151,3 +151,25 @@ def load_flat(path: str | Path, model: str | None = SUPERFUSION) -> tuple[dict, 
         raise ValueError(f"{path}: unknown checkpoint format {meta.get('format')!r}")
     _check_model(meta, model, path)
     return traverse_util.unflatten_dict(arrays, sep="/"), meta
+
+
+def load_segmenter(path: str | Path) -> dict:
+    """A trained segmentation network's variables {'params', 'batch_stats'} (numpy).
+
+    path: a BiSeNet .pth state_dict (the release's / SeAFusion's model_final.pth; needs torch)
+    or a folder exported by the segmentation task (workdir/best, workdir/model).
+    Raises FileNotFoundError (no such path) or ValueError (not a segmentation network).
+    """
+    path = Path(path).expanduser()
+    if path.is_file():
+        from superfusion_jax.convert.segmentation import import_bisenet  # needs torch
+
+        return import_bisenet(path)
+    variables, meta = load_model(path, model=None)
+    if model_name(meta) != BISENET:
+        raise ValueError(
+            f"{path} holds a {model_name(meta)!r} network, not a segmentation "
+            "network: give a folder written by configs/segmentation.py (WORKDIR/best) or a "
+            "BiSeNet .pth (SeAFusion's model_final.pth)"
+        )
+    return {"params": variables["params"], "batch_stats": variables["batch_stats"]}

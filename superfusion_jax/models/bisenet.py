@@ -33,6 +33,7 @@ from superfusion_jax.ops.resize import resize_bilinear
 
 Array = jax.Array
 
+_INIT_SIZE = 32  # side of the dummy input of `fresh_variables` (variables do not depend on it)
 NUM_CLASSES = 9  # MSRS: background, car, person, bike, curve, car stop, guardrail, cone, bump
 
 
@@ -167,3 +168,10 @@ def apply_segmenter(variables: dict, images: Array) -> tuple[Array, Array]:
     Returns (main, aux) logits, each (B, H, W, classes).
     """
     return BiSeNet(num_classes_of(variables)).apply(variables, images)
+
+
+def fresh_variables(num_classes: int, seed: int) -> dict:
+    """Randomly initialised BiSeNet variables {'params', 'batch_stats'} (the release's init laws,
+    `models.resnet`), deterministic in `seed`."""
+    x = jnp.zeros((1, _INIT_SIZE, _INIT_SIZE, 3), jnp.float32)
+    return dict(BiSeNet(num_classes).init(jax.random.key(seed), x))

@@ -1,12 +1,12 @@
 """The training loop: `train_and_evaluate(config, workdir)` (configs/*.py, train.py).
 
-What is trained is a `Task` (`make_task`): SuperFusion's stage 'RF' or 'FS', or the
-'segmentation' network (`training.segmentation`). One run, from top to bottom:
-1. the training records (`make_source(config.data)`) as a grain iterator of this host's share of
-   each global batch, and the held-out evaluation records (`config.eval`);
-2. the task: its optimiser and learning-rate policy, and its step (`rf_step` for 'RF',
-   `fs_step` for 'FS', `segmentation.seg_step`), jitted data parallel over all devices
-   (`training.mesh`), with the task's frozen variables (if any) as an argument;
+What is trained is a `Task` that the task module of `config.stage` makes (`training.tasks`:
+SuperFusion's stage 'RF' or 'FS', or the 'segmentation' network); the loop knows nothing else of
+it. One run, from top to bottom:
+1. the training records (`data.sources.make_source(config.data)`) as a grain iterator of this
+   host's share of each global batch, and the held-out evaluation records (`config.eval`);
+2. the task: its optimiser and learning-rate policy, and its step, jitted data parallel over all
+   devices (`training.mesh`), with the task's frozen variables (if any) as an argument;
 3. the newest checkpoint in `workdir/checkpoints` if there is one (state and data position),
    else a fresh state (from `config.init_checkpoint` if given);
 4. the loop, until `num_steps` updates: a progress bar (ETA, loss) on process 0; every
@@ -23,7 +23,6 @@ whose loss or gradient is not finite leaves the state as it was and stops the ru
 
 from __future__ import annotations
 
-import functools
 import logging
 import tempfile
 import time
@@ -33,19 +32,12 @@ from pathlib import Path
 import jax
 import ml_collections
 import numpy as np
-import optax
-from jax.experimental import multihost_utils
 from tqdm import tqdm
 
-from superfusion_jax.data.folders import PairedFolderSource
-from superfusion_jax.data.misalign import MisalignConfig
 from superfusion_jax.data.pipeline import make_train_iterator
-from superfusion_jax.data.synthetic import SyntheticPairs
-from superfusion_jax.io.model_files import load_checkpoint
-from superfusion_jax.losses.fusion import FUSION_OBJECTIVES
+from superfusion_jax.data.sources import check_source, make_source
 from superfusion_jax.models.variants import quirks_for
 from superfusion_jax.training import mesh as mesh_lib
-from superfusion_jax.training import segmentation
 from superfusion_jax.training.checkpoints import (
     BestModel,
     RunCheckpoints,
@@ -53,21 +45,12 @@ from superfusion_jax.training.checkpoints import (
     config_differences,
     export_model,
 )
-from superfusion_jax.training.held_out import (
-    HeldOutSet,
-    evaluate_registration,
-    make_held_out_set,
-    sample_images,
-)
-from superfusion_jax.training.optimizer import make_optimizer, release_schedule
-from superfusion_jax.training.state import TrainState, create_train_state
-from superfusion_jax.training.steps import fs_step, rf_step
+from superfusion_jax.training.state import TrainState
 from superfusion_jax.training.task import Task
+from superfusion_jax.training.tasks import task_module
 from superfusion_jax.training.writers import MetricAverager, make_writer
 
 logger = logging.getLogger(__name__)
-
-STAGES = ("RF", "FS", "segmentation")
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -210,136 +193,28 @@ def make_task(
     steps_per_epoch: int,
     num_steps: int,
 ) -> Task:
-    """The task `config.stage` names: SuperFusion's 'RF' or 'FS', or 'segmentation'.
+    """The task `config.stage` names (`training.tasks`), with the held-out records of
+    `config.eval`.
 
     source: the training records (checked for labels where the task needs them);
     steps_per_epoch, num_steps: the run's length (learning-rate policies).
     """
-    eval_source = make_source(config.eval)
-    if config.stage == "segmentation":
-        fusion_params = None
-        if config.input_image == "fused":
-            fusion = load_init_variables(config.fusion_checkpoint, config.variant)
-            fusion_params = {"fusion_net": fusion["params"]["fusion_net"]}
-        return segmentation.make_task(
-            config, source, eval_source, num_steps=num_steps, fusion_params=fusion_params
-        )
-    return _superfusion_task(config, source, eval_source, steps_per_epoch)
-
-
-def _superfusion_task(
-    config: ml_collections.ConfigDict,
-    source: Sequence[dict],
-    eval_source: Sequence[dict],
-    steps_per_epoch: int,
-) -> Task:
-    """Stage RF or FS of the release (FS with its semantic term when semantic_weight > 0)."""
-    stage, variant = config.stage, config.variant
-    schedule = release_schedule(
-        config.learning_rate, steps_per_epoch, config.n_ep, config.n_ep_decay
+    return task_module(config.stage).make_task(
+        config,
+        source,
+        make_source(config.eval),
+        steps_per_epoch=steps_per_epoch,
+        num_steps=num_steps,
     )
-    optimizer = make_optimizer(
-        schedule, weight_decay=config.weight_decay, clip_norm=config.clip_norm
-    )
-    frozen = None
-    if stage == "FS" and _semantic_weight(config) > 0:
-        if "label" not in source[0]:
-            raise ValueError(
-                "config.semantic_weight > 0 needs segmentation labels in the training data "
-                "(MSRS, a folder source with label_dir, or the synthetic source); "
-                "--config.semantic_weight=0 trains as the release"
-            )
-        frozen = segmentation.load_segmenter(config.segmentation_checkpoint)
-    held_out = make_held_out_set(
-        eval_source,
-        num_pairs=config.eval.num_pairs,
-        crop_size=config.crop_size,
-        frame_size=_frame_size(config),
-        seed=config.eval.seed,
-        misalign=_misalign_config(config) if stage == "RF" else None,
-    )
-
-    def create_state(init_variables: dict | None) -> TrainState:
-        return create_train_state(
-            variant=variant, optimizer=optimizer, seed=config.seed, init_variables=init_variables
-        )
-
-    return Task(
-        crop_size=_frame_size(config),
-        schedule=schedule,
-        step=_step_function(config, optimizer),
-        frozen=frozen,
-        create_state=create_state,
-        init_variables=lambda: load_init_variables(config.init_checkpoint, variant),
-        images=lambda state: sample_images(_variables(state), held_out, variant=variant),
-        export=lambda state: (_variables(state), {"variant": variant}),
-        evaluate=(lambda state: _evaluate(state, held_out, config)) if stage == "RF" else None,
-    )
-
-
-def make_source(spec: ml_collections.ConfigDict) -> Sequence[dict]:
-    """The random-access pairs `spec` (config.data or config.eval) names.
-
-    spec.source: 'synthetic' (`SyntheticPairs(synthetic_pairs, synthetic_size,
-    synthetic_size, synthetic_seed)`), 'folder' (`PairedFolderSource(ir_dir, vi_dir,
-    label_dir or None)`) or 'tfds' (builder `tfds_name` 'msrs' / 'roadscene' prepared in
-    data_dir from manual_dir ('' downloads), split `split`).
-    """
-    if spec.source == "synthetic":
-        size = spec.synthetic_size
-        return SyntheticPairs(spec.synthetic_pairs, size, size, spec.synthetic_seed)
-    if spec.source == "folder":
-        if not spec.ir_dir or not spec.vi_dir:
-            raise ValueError("source 'folder' needs ir_dir and vi_dir")
-        return PairedFolderSource(spec.ir_dir, spec.vi_dir, spec.label_dir or None)
-    if spec.source == "tfds":
-        from superfusion_jax.data import tfds_builders  # imports tensorflow_datasets
-
-        builders = {"msrs": tfds_builders.Msrs, "roadscene": tfds_builders.RoadScene}
-        if spec.tfds_name not in builders:
-            raise ValueError(f"unknown tfds_name {spec.tfds_name!r}; expected one of {builders}")
-        data_dir = Path(spec.data_dir).expanduser()
-        manual_dir = Path(spec.manual_dir).expanduser() if spec.manual_dir else None
-        # Process 0 prepares the dataset; the others then find it prepared.
-        if jax.process_index() == 0:
-            builder = tfds_builders.prepare_dataset(builders[spec.tfds_name], data_dir, manual_dir)
-        if jax.process_count() > 1:
-            multihost_utils.sync_global_devices("superfusion_tfds_prepared")
-        if jax.process_index() != 0:
-            builder = tfds_builders.prepare_dataset(builders[spec.tfds_name], data_dir, manual_dir)
-        return tfds_builders.TfdsPairSource(builder, spec.split)
-    raise ValueError(f"unknown data source {spec.source!r}; expected synthetic, folder or tfds")
 
 
 def check_config(config: ml_collections.ConfigDict) -> None:
-    """Raise ValueError naming the first config field with an invalid value."""
+    """Raise ValueError naming the first config field with an invalid value: the fields the loop
+    reads here, then the task's own (`training.tasks`)."""
     quirks_for(config.variant)
-    if config.stage not in STAGES:
-        raise ValueError(f"config.stage must be one of {STAGES}, got {config.stage!r}")
-    weight = _semantic_weight(config)
-    if weight < 0:
-        raise ValueError(f"config.semantic_weight must be >= 0, got {weight}")
-    if weight > 0 and config.stage != "FS":
-        raise ValueError(
-            f"config.semantic_weight applies to stage FS only (config.stage is {config.stage!r})"
-        )
-    if weight > 0 and not config.get("segmentation_checkpoint", ""):
-        raise ValueError(
-            "config.semantic_weight > 0 needs config.segmentation_checkpoint: a BiSeNet .pth "
-            "(SeAFusion's model_final.pth) or a folder trained with configs/segmentation.py "
-            "(WORKDIR/best); --config.semantic_weight=0 trains as the release (no semantic term)"
-        )
-    objective = config.get("fusion_objective", "fs")
-    if objective not in FUSION_OBJECTIVES:
-        raise ValueError(
-            f"config.fusion_objective must be one of {sorted(FUSION_OBJECTIVES)}, got {objective!r}"
-        )
-    if objective != "fs" and config.stage != "FS":
-        raise ValueError(
-            f"config.fusion_objective applies to stage FS only (config.stage is {config.stage!r})"
-        )
-    if config.stage == "segmentation":
-        segmentation.check_config(config)
+    task = task_module(config.stage)
+    check_source(config.data, "config.data")
+    check_source(config.eval, "config.eval")
     if config.batch_size % jax.process_count():
         raise ValueError(
             f"config.batch_size ({config.batch_size}) must be a multiple of the number of "
@@ -356,12 +231,7 @@ def check_config(config: ml_collections.ConfigDict) -> None:
         )
     if config.crop_size < 1:
         raise ValueError(f"config.crop_size must be positive, got {config.crop_size}")
-    if config.stage == "RF" and config.crop_size <= 45:
-        raise ValueError(
-            f"stage RF needs config.crop_size > 45 (loss windows), got {config.crop_size}"
-        )
-    if _frame_size(config) < config.crop_size:
-        raise ValueError("config.misalign.frame_size must be -1 or >= config.crop_size")
+    task.check_config(config)
 
 
 def check_workdir(workdir: str | Path) -> Path:
@@ -380,56 +250,8 @@ def check_workdir(workdir: str | Path) -> Path:
     return path
 
 
-def _semantic_weight(config: ml_collections.ConfigDict) -> float:
-    return float(config.get("semantic_weight", 0.0))
-
-
-def _frame_size(config: ml_collections.ConfigDict) -> int:
-    """Side of the crops the data pipeline makes (the misalignment frame in stage RF)."""
-    frame = config.misalign.frame_size if config.stage == "RF" else -1
-    return config.crop_size if frame <= 0 else frame
-
-
-def _step_function(config: ml_collections.ConfigDict, optimizer: optax.GradientTransformation):
-    """The stage's step `(state, batch, frozen) -> (state, metrics)`, its keyword arguments
-    bound; frozen is the segmentation network's variables (stage FS with a semantic term) or
-    None."""
-    if config.stage == "FS":
-        return functools.partial(
-            fs_step,
-            variant=config.variant,
-            optimizer=optimizer,
-            semantic_weight=_semantic_weight(config),
-            objective=config.get("fusion_objective", "fs"),
-            objective_weights=tuple(config.get("fusion_weights", ())),
-        )
-    step = functools.partial(
-        rf_step, variant=config.variant, optimizer=optimizer, misalign=_misalign_config(config)
-    )
-    return lambda state, batch, frozen: step(state, batch)
-
-
-def _misalign_config(config: ml_collections.ConfigDict) -> MisalignConfig:
-    """Stage RF's misalignment: drawn on frame_size frames, then cropped to crop_size."""
-    m = config.misalign
-    crop = config.crop_size if _frame_size(config) > config.crop_size else None
-    return MisalignConfig(m.angle, m.translation, m.ratio, crop)
-
-
 def _due(step: int, every: int, last: bool) -> bool:
     return last or (every > 0 and step % every == 0)
-
-
-def _variables(state: TrainState) -> dict:
-    return {"params": state.params, "batch_stats": state.batch_stats}
-
-
-def _evaluate(state: TrainState, held_out: HeldOutSet, config: ml_collections.ConfigDict) -> dict:
-    """{'eval/epe_px', 'eval/epe_identity_px'} (stage RF)."""
-    result = evaluate_registration(
-        _variables(state), held_out, variant=config.variant, batch_size=config.eval.batch_size
-    )
-    return {f"eval/{name}": value for name, value in result.items()}
 
 
 def _restore_or_create(
@@ -461,31 +283,6 @@ def _restore_or_create(
         return state
     state = task.create_state(task.init_variables())
     return mesh_lib.replicate(state, mesh)
-
-
-def load_init_variables(path: str, variant: str) -> dict | None:
-    """Variables to start from: '' -> None; a .pth file -> the official import; a folder or a
-    single-file `.npz` -> `superfusion_jax.io.model_files.load_checkpoint`. Warns when its variant
-    is not `variant`."""
-    if not path:
-        return None
-    path = Path(path).expanduser()
-    if path.is_file() and path.suffix != ".npz":
-        from superfusion_jax.convert.official import load_official  # needs torch
-
-        variables, _ = load_official(path)
-        source_variant = "faithful"
-    else:
-        variables, meta = load_checkpoint(path)
-        source_variant = meta["variant"]
-    if source_variant != variant:
-        logger.warning(
-            "init_checkpoint %s holds '%s' weights; training them as '%s'",
-            path,
-            source_variant,
-            variant,
-        )
-    return {"params": variables["params"], "batch_stats": variables["batch_stats"]}
 
 
 def _save(

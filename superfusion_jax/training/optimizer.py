@@ -7,6 +7,9 @@ weight_decay · param to the gradient before the moments (L2 regularisation, not
 decoupled decay). The learning rate follows the 'lambda' policy of `get_scheduler`
 (modules/modules.py), stepped once per epoch by `update_lr`.
 
+The segmentation network is trained with SeAFusion's SGD and learning rate instead
+(`make_segmentation_optimizer`, `seafusion_schedule`: its optimizer.py and train.py).
+
 Parameters are the `params` collection of `SuperFusion`: {'dense_matcher': ..., 'fusion_net': ...}.
 The optimiser state is an `optax.PartitionState` whose `inner_states` maps each network name to
 its own state (Adam moments, counts), so one network can be left untouched (see
@@ -15,16 +18,21 @@ its own state (Adam moments, counts), so one network can be left untouched (see
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 
 import jax
 import jax.numpy as jnp
 import optax
+from flax import traverse_util
 
 NETWORKS = ("dense_matcher", "fusion_net")
 # The release's Adam hyper-parameters (torch.optim.Adam defaults), also written on export.
 ADAM_BETAS = (0.9, 0.999)
 ADAM_EPS = 1e-8
+SEGMENTATION_OPTIMIZERS = ("sgd", "adam")  # 'sgd' is SeAFusion's
+# The segmentation network's output heads, trained at head_lr_multiplier x the learning rate.
+SEGMENTATION_HEADS = ("conv_out", "conv_out16")
 
 
 def _network_labels(params: dict) -> dict:
@@ -120,3 +128,72 @@ def keep_subnetworks(
         for k, v in new_opt_state.inner_states.items()
     }
     return params, optax.PartitionState(inner)
+
+
+def seafusion_schedule(
+    base_lr: float,
+    *,
+    total_steps: int,
+    warmup_steps: int = 1000,
+    warmup_start_lr: float = 1e-5,
+    power: float = 0.9,
+) -> optax.Schedule:
+    """SeAFusion's learning rate (its `Optimizer.get_lr`) of update `count` (0-based).
+
+    count <= warmup_steps: warmup_start_lr · (base_lr / warmup_start_lr)^(count / warmup_steps);
+    after: base_lr · (1 - (count - warmup_steps) / (total_steps - warmup_steps))^power, clamped
+    at 0 beyond total_steps. warmup_steps = 0: the polynomial decay from the first update.
+    Returns a schedule count -> learning rate (float32 scalar).
+    """
+    if total_steps <= warmup_steps:
+        raise ValueError(f"total_steps ({total_steps}) must exceed warmup_steps ({warmup_steps})")
+    if warmup_steps < 0 or (warmup_steps > 0 and warmup_start_lr <= 0):
+        raise ValueError("warmup_steps must be >= 0 and warmup_start_lr > 0")
+
+    def schedule(count: jax.Array) -> jax.Array:
+        count = jnp.asarray(count, jnp.float32)
+        remaining = 1.0 - (count - warmup_steps) / (total_steps - warmup_steps)
+        poly = base_lr * jnp.maximum(remaining, 0.0) ** power
+        if warmup_steps == 0:
+            return poly
+        warm = warmup_start_lr * (base_lr / warmup_start_lr) ** (count / warmup_steps)
+        return jnp.where(count <= warmup_steps, warm, poly)
+
+    return schedule
+
+
+def make_segmentation_optimizer(
+    learning_rate: float | optax.Schedule,
+    *,
+    kind: str = "sgd",
+    momentum: float = 0.9,
+    weight_decay: float = 5e-4,
+    head_lr_multiplier: float = 10.0,
+    clip_norm: float = 0.0,
+) -> optax.GradientTransformation:
+    """SeAFusion's SGD for BiSeNet params: [clip] -> + weight_decay · kernel -> momentum ->
+    learning rate, x head_lr_multiplier for the heads.
+
+    kind 'sgd': as torch.optim.SGD(momentum, weight_decay) with SeAFusion's parameter groups:
+    the decay is added to the gradient of convolution kernels only (BatchNorm scales and biases
+    have none), the momentum buffer is m · buf + g (the first one g), and the step is lr · buf,
+    with lr multiplied by head_lr_multiplier for `conv_out` and `conv_out16` (and their
+    BatchNorms). kind 'adam': Adam's moments (b1 0.9, b2 0.999, eps 1e-8) instead of the
+    momentum buffer, the rest alike (not SeAFusion's; for short runs from a random
+    initialisation, see configs/segmentation.py:runlocal). clip_norm > 0 clips the global gradient
+    norm first (SeAFusion does not clip: 0).
+    """
+    if kind not in SEGMENTATION_OPTIMIZERS:
+        raise ValueError(f"optimizer kind must be one of {SEGMENTATION_OPTIMIZERS}, got {kind!r}")
+    decayed = functools.partial(traverse_util.path_aware_map, lambda path, _: path[-1] == "kernel")
+    heads = functools.partial(
+        traverse_util.path_aware_map, lambda path, _: path[0] in SEGMENTATION_HEADS
+    )
+    parts = [optax.clip_by_global_norm(clip_norm)] if clip_norm > 0 else []
+    parts += [
+        optax.add_decayed_weights(weight_decay, mask=decayed),
+        optax.trace(decay=momentum) if kind == "sgd" else optax.scale_by_adam(eps=1e-8),
+        optax.scale_by_learning_rate(learning_rate),
+        optax.masked(optax.scale(head_lr_multiplier), heads),
+    ]
+    return optax.chain(*parts)

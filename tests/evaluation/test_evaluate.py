@@ -21,8 +21,7 @@ from superfusion_jax.evaluation.segmentation_metrics import MSRS_CLASSES, Confus
 from superfusion_jax.io.ground_truth import read_flow_mat
 from superfusion_jax.io.images import read_image
 from superfusion_jax.io.model_files import save_model
-from superfusion_jax.models.bisenet import BiSeNet
-from superfusion_jax.training.segmentation import fresh_variables
+from superfusion_jax.models.bisenet import BiSeNet, fresh_variables
 from tests.conftest import MSRS, REPO, require
 
 NAMES = ["00004N", "00055D", "00091D"]

@@ -29,6 +29,7 @@ from superfusion_jax.ops.displacement import base_grid_pixels, pixels_to_disp
 from superfusion_jax.training import loop
 from superfusion_jax.training.checkpoints import CHECKPOINTS_DIR, MODEL_LINK
 from superfusion_jax.training.held_out import end_point_error, make_held_out_set
+from superfusion_jax.training.init_weights import superfusion_init_variables
 
 REPO = Path(__file__).resolve().parents[2]
 # Run length and periods of the tiny runs (the compiled step only depends on the demo's sizes).
@@ -291,7 +292,7 @@ import runpy, sys
 import numpy as np
 from superfusion_jax.data.misalign import MisalignConfig
 from superfusion_jax.data.synthetic import SyntheticPairs
-from superfusion_jax.training import loop
+from superfusion_jax.data import sources
 
 class NanPairs(SyntheticPairs):
     def __getitem__(self, index):
@@ -299,7 +300,7 @@ class NanPairs(SyntheticPairs):
         record["ir"] = np.full_like(record["ir"], np.nan)
         return record
 
-loop.SyntheticPairs = NanPairs
+sources.SyntheticPairs = NanPairs
 sys.argv = ["train.py", *sys.argv[1:]]
 runpy.run_path("train.py", run_name="__main__")
 """
@@ -371,7 +372,7 @@ def test_init_checkpoint_reads_every_checkpoint_form(tmp_path, caplog):
     save_flat(tmp_path / "m.npz", variables, {"variant": "corrected"})
     save_model(tmp_path / "m", variables, {"variant": "corrected"})
     for source in (tmp_path / "m.npz", tmp_path / "m"):
-        start = loop.load_init_variables(str(source), "faithful")
+        start = superfusion_init_variables(str(source), "faithful")
         np.testing.assert_array_equal(start["params"]["w"], variables["params"]["w"])
     assert "holds 'corrected' weights; training them as 'faithful'" in caplog.text
-    assert loop.load_init_variables("", "faithful") is None
+    assert superfusion_init_variables("", "faithful") is None

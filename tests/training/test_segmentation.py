@@ -1,7 +1,7 @@
-"""training.segmentation: SeAFusion's optimiser and learning-rate policy against torch's SGD
-with its parameter groups, initialisation from .pth files and folders, the config checks, and
-(slow) a short run of configs/segmentation.py:demo on synthetic scenes whose held-out mIoU
-beats the majority-class predictor's by far."""
+"""The segmentation task (training.tasks.segmentation): SeAFusion's optimiser and learning-rate
+policy against torch's SGD with its parameter groups, initialisation from .pth files and folders,
+the config checks, and (slow) a short run of configs/segmentation.py:runlocal on synthetic scenes
+whose held-out mIoU beats the majority-class predictor's by far."""
 
 import json
 import os
@@ -20,11 +20,17 @@ from configs import segmentation as segmentation_config
 from superfusion_jax.cli import main
 from superfusion_jax.convert.segmentation import export_bisenet, export_state_dict
 from superfusion_jax.data.pipeline import make_eval_batches
+from superfusion_jax.data.sources import FirstRecords, make_source
 from superfusion_jax.data.synthetic import SyntheticPairs
 from superfusion_jax.evaluation.segmentation_metrics import ConfusionAccumulator
-from superfusion_jax.io.model_files import load_model, save_model
-from superfusion_jax.training import loop, segmentation
+from superfusion_jax.io.model_files import load_model, load_segmenter, save_model
+from superfusion_jax.models.bisenet import fresh_variables
+from superfusion_jax.training import loop
 from superfusion_jax.training.checkpoints import BEST_LINK, BestModel
+from superfusion_jax.training.init_weights import segmentation_init_variables
+from superfusion_jax.training.optimizer import make_segmentation_optimizer, seafusion_schedule
+from superfusion_jax.training.segmentation_steps import evaluate_segmentation
+from superfusion_jax.visualization import label_colors
 from tests.conftest import PARITY, REPO, require
 
 
@@ -36,14 +42,14 @@ def _seafusion_lr(it: int, lr0: float, warmup: int, start: float, max_iter: int,
 
 
 def test_schedule_warms_up_then_decays_as_seafusion():
-    schedule = segmentation.seafusion_schedule(
+    schedule = seafusion_schedule(
         1e-2, total_steps=50, warmup_steps=10, warmup_start_lr=1e-5, power=0.9
     )
     for count in [0, 1, 5, 10, 11, 30, 49]:
         want = _seafusion_lr(count, 1e-2, 10, 1e-5, 50, 0.9)
         np.testing.assert_allclose(float(schedule(count)), want, rtol=2e-5, err_msg=str(count))
     assert float(schedule(60)) == 0.0  # past the end: 0, not NaN
-    no_warmup = segmentation.seafusion_schedule(0.1, total_steps=4, warmup_steps=0)
+    no_warmup = seafusion_schedule(0.1, total_steps=4, warmup_steps=0)
     np.testing.assert_allclose(
         [float(no_warmup(c)) for c in range(4)],
         [0.1 * (1 - c / 4) ** 0.9 for c in range(4)],
@@ -73,10 +79,8 @@ def test_optimizer_matches_torch_with_seafusion_groups(kind):
         for _ in range(5)
     ]
     lr = lambda it: _seafusion_lr(it, 0.01, 2, 1e-3, 8, 0.9)  # noqa: E731
-    schedule = segmentation.seafusion_schedule(
-        0.01, total_steps=8, warmup_steps=2, warmup_start_lr=1e-3
-    )
-    tx = segmentation.make_segmentation_optimizer(schedule, kind=kind, weight_decay=0.05)
+    schedule = seafusion_schedule(0.01, total_steps=8, warmup_steps=2, warmup_start_lr=1e-3)
+    tx = make_segmentation_optimizer(schedule, kind=kind, weight_decay=0.05)
     ours, state = params, tx.init(params)
     for g in grads:
         updates, state = tx.update(g, state, ours)
@@ -111,13 +115,13 @@ def test_optimizer_matches_torch_with_seafusion_groups(kind):
 
 @pytest.fixture(scope="module")
 def variables():
-    return segmentation.fresh_variables(9, seed=0)
+    return fresh_variables(9, seed=0)
 
 
 def test_init_from_torchvision_backbone_keeps_the_heads(tmp_path, variables):
     """A torchvision-style resnet18 state_dict (keys without 'cp.resnet.', plus 'fc.*') goes into
     the backbone only."""
-    donor = segmentation.fresh_variables(9, seed=1)
+    donor = fresh_variables(9, seed=1)
     state = {
         k.removeprefix("cp.resnet."): torch.tensor(v)
         for k, v in export_state_dict(donor).items()
@@ -125,7 +129,7 @@ def test_init_from_torchvision_backbone_keeps_the_heads(tmp_path, variables):
     }
     state["fc.weight"], state["fc.bias"] = torch.zeros(1000, 512), torch.zeros(1000)
     torch.save(state, tmp_path / "resnet18.pth")
-    loaded = segmentation.load_init_variables(str(tmp_path / "resnet18.pth"), num_classes=9, seed=0)
+    loaded = segmentation_init_variables(str(tmp_path / "resnet18.pth"), num_classes=9, seed=0)
     got = traverse_util.flatten_dict(loaded)
     for key in traverse_util.flatten_dict(dict(donor)):
         source = donor if key[2] == "resnet" else variables  # (collection, 'cp', 'resnet', ...)
@@ -135,11 +139,9 @@ def test_init_from_torchvision_backbone_keeps_the_heads(tmp_path, variables):
 
 def test_init_from_bisenet_pth_and_folder(tmp_path, variables):
     export_bisenet(variables, tmp_path / "bisenet.pth")
-    from_pth = segmentation.load_init_variables(
-        str(tmp_path / "bisenet.pth"), num_classes=9, seed=5
-    )
+    from_pth = segmentation_init_variables(str(tmp_path / "bisenet.pth"), num_classes=9, seed=5)
     save_model(tmp_path / "folder", variables, {"model": "bisenet"})
-    from_folder = segmentation.load_segmenter(tmp_path / "folder")
+    from_folder = load_segmenter(tmp_path / "folder")
     for loaded in (from_pth, from_folder):
         for a, b in zip(
             jax.tree_util.tree_leaves(loaded),
@@ -148,17 +150,17 @@ def test_init_from_bisenet_pth_and_folder(tmp_path, variables):
         ):
             np.testing.assert_array_equal(a, b)
     with pytest.raises(ValueError, match="classes"):
-        segmentation.load_init_variables(str(tmp_path / "bisenet.pth"), num_classes=5, seed=0)
+        segmentation_init_variables(str(tmp_path / "bisenet.pth"), num_classes=5, seed=0)
 
 
 def test_a_superfusion_folder_is_not_a_segmenter(tmp_path):
     save_model(tmp_path / "sf", {"params": {}, "batch_stats": {}}, {"variant": "faithful"})
     with pytest.raises(ValueError, match="not a segmentation network"):
-        segmentation.load_segmenter(tmp_path / "sf")
+        load_segmenter(tmp_path / "sf")
 
 
 def test_config_checks():
-    config = segmentation_config.get_config("demo")
+    config = segmentation_config.get_config("runlocal")
     loop.check_config(config)
     config.input_image = "fused"
     with pytest.raises(ValueError, match="fusion_checkpoint"):
@@ -171,15 +173,15 @@ def test_config_checks():
 
 
 def test_label_colors_and_first_records():
-    colours = segmentation.label_colors(np.array([[0, 1], [9, 255]]))
+    colours = label_colors(np.array([[0, 1], [9, 255]]))
     assert colours.dtype == np.uint8 and colours.shape == (2, 2, 3)
     np.testing.assert_array_equal(colours[1, 0], colours[0, 0])  # 9 cycles to 0
     np.testing.assert_array_equal(colours[1, 1], [255, 255, 255])
     source = SyntheticPairs(5, 16, 16)
-    assert len(segmentation.FirstRecords(source, 3)) == 3
-    assert len(segmentation.FirstRecords(source, -1)) == 5
+    assert len(FirstRecords(source, 3)) == 3
+    assert len(FirstRecords(source, -1)) == 5
     with pytest.raises(IndexError):
-        segmentation.FirstRecords(source, 3)[3]
+        FirstRecords(source, 3)[3]
 
 
 def test_best_model_keeps_the_highest_value_across_restarts(tmp_path):
@@ -214,7 +216,7 @@ def _majority_miou(source) -> float:
 
 @pytest.mark.slow
 def test_demo_run_learns_to_segment_synthetic_scenes(tmp_path):
-    """train.py --config=configs/segmentation.py:demo (300 updates of 8 crops of 48 x 48).
+    """train.py --config=configs/segmentation.py:runlocal (300 updates of 8 crops of 48 x 48).
 
     Measured (shared 2-core CPU, 17 min): held-out mIoU 0.002 at step 0, then 0.166, 0.197,
     0.208 at steps 100, 200, 300, against 0.125 for predicting background everywhere; IoU of
@@ -225,7 +227,7 @@ def test_demo_run_learns_to_segment_synthetic_scenes(tmp_path):
     command = [
         sys.executable,
         "train.py",
-        "--config=configs/segmentation.py:demo",
+        "--config=configs/segmentation.py:runlocal",
         f"--workdir={workdir}",
         "--config.tensorboard=no",
     ]
@@ -242,18 +244,18 @@ def _check_demo_run(workdir) -> None:
         if "eval/miou" in line
     ]
     assert [e["step"] for e in evals] == [0, 100, 200, 300]
-    config = segmentation_config.get_config("demo")
-    held_out = loop.make_source(config.eval)
+    config = segmentation_config.get_config("runlocal")
+    held_out = make_source(config.eval)
     chance = _majority_miou(held_out)
     final, best_seen = evals[-1], max(e["eval/miou"] for e in evals)
     print(f"held-out mIoU: majority {chance:.3f}, evaluations {[e['eval/miou'] for e in evals]}")
     assert evals[0]["eval/miou"] < chance
     assert final["eval/miou"] > chance + 0.05 and final["eval/iou_car"] > 0.3
     # the best model is kept and scores what its evaluation said
-    best = segmentation.load_segmenter(workdir / "best")
+    best = load_segmenter(workdir / "best")
     meta = json.loads((workdir / "best" / "metadata.json").read_text())
     assert meta["model"] == "bisenet" and meta["best_value"] == pytest.approx(best_seen)
-    accumulator = segmentation.evaluate_segmentation(best, make_eval_batches(held_out, 32))
+    accumulator = evaluate_segmentation(best, make_eval_batches(held_out, 32))
     assert accumulator.mean_iou() == pytest.approx(best_seen, abs=1e-6)
 
 
@@ -267,7 +269,7 @@ def test_run_on_fused_images_of_a_frozen_superfusion(tmp_path):
         main(["convert", "--from", str(require(PARITY / "weights_seed0.pth")), "--to", str(fusion)])
         == 0
     )
-    config = segmentation_config.get_config("demo")
+    config = segmentation_config.get_config("runlocal")
     config.input_image, config.fusion_checkpoint = "fused", str(fusion)
     config.crop_size, config.batch_size, config.num_steps, config.warmup_steps = 32, 2, 2, 1
     config.eval.num_pairs, config.eval.batch_size = 4, 4

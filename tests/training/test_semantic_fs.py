@@ -21,7 +21,8 @@ from superfusion_jax.data.synthetic import SyntheticPairs
 from superfusion_jax.io.model_files import load_model, save_model
 from superfusion_jax.losses.semantic import semantic_loss
 from superfusion_jax.models.bisenet import BiSeNet, apply_segmenter
-from superfusion_jax.training import loop, segmentation, steps
+from superfusion_jax.models.bisenet import fresh_variables as fresh_bisenet
+from superfusion_jax.training import loop, steps
 from superfusion_jax.training.optimizer import make_optimizer
 from superfusion_jax.training.state import create_train_state, fresh_variables
 
@@ -51,7 +52,7 @@ def _with_statistics_of(variables: dict, images: np.ndarray) -> dict:
 @pytest.fixture(scope="module")
 def segmenter():
     images = np.stack([record["vi"] for record in SyntheticPairs(8, 32, 32, seed=11)])
-    return _with_statistics_of(segmentation.fresh_variables(9, seed=3), images)
+    return _with_statistics_of(fresh_bisenet(9, seed=3), images)
 
 
 @pytest.fixture(scope="module")
@@ -135,7 +136,7 @@ def test_semantic_term_changes_training_and_segmenter_is_an_argument(params, bat
     assert change.mean() > 1e-6
     assert all(np.isfinite(semantic)) and 0 < semantic[0] <= 1.25
     # Another segmenter goes through the same compiled step (an argument, not a constant).
-    other = segmentation.fresh_variables(9, seed=4)
+    other = fresh_bisenet(9, seed=4)
     state = create_train_state(variant=VARIANT, optimizer=tx, seed=0, init_variables=start)
     _, metrics = jitted[1.0](state, batch, other)
     assert jitted[1.0]._cache_size() == 1
