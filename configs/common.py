@@ -73,6 +73,10 @@ def get_base_config() -> ml_collections.ConfigDict:
             # grain: worker processes (0 = in this process) and reading threads.
             "worker_count": 0,
             "read_threads": 4,
+            # Night-darkening augmentation (ours, data.pipeline.Darken): with this probability
+            # each image of a pair gets x ** gamma, gamma uniform in [1, darken_max_gamma].
+            "darken_probability": 0.0,
+            "darken_max_gamma": 3.0,
         }
     )
 

@@ -19,6 +19,8 @@ Augmentation, as the release's `RegData` / `MSRSData` / `RoadSceneData` (dataset
 4. rotation: 90° anticlockwise, 180°, 90° clockwise or none, each 1/4 (`randrot`).
 The release flips and rotates the whole image and then crops; cropping first gives the same
 distribution of crops (the crop is square and its position uniform) for less work.
+5. (ours, off by default) `Darken`: a random gamma on each image, so that a network trained on
+   daylight pairs also sees night-dark ones.
 
 The synthetic misalignment of stage RF is not done here (see `superfusion_jax.data.misalign`);
 the release warps the whole (resized) image and then crops, so that the warp's black borders
@@ -33,6 +35,7 @@ and the batches after a restore are the ones that would have come next.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Iterator, Sequence
 
@@ -50,6 +53,26 @@ READ_ERRORS = (ImageReadError, OSError)
 _TRAIN_KEYS = ("ir", "vi", "label")
 
 
+@dataclasses.dataclass(frozen=True)
+class Darken:
+    """Photometric augmentation toward night scenes (not the release's; config.data.darken_*).
+
+    With `probability`, each of ir and vi independently becomes x ** gamma, gamma uniform in
+    [1, max_gamma]: mid-tones darken (0.4 -> 0.1 at gamma 2.5) while black, white and the order
+    of intensities stay. probability 0 draws nothing, so the random stream of the release's
+    augmentation is unchanged.
+    """
+
+    probability: float = 0.0
+    max_gamma: float = 3.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.probability <= 1.0:
+            raise ValueError(f"darken probability must be in [0, 1], got {self.probability}")
+        if self.max_gamma < 1.0:
+            raise ValueError(f"darken max_gamma must be >= 1, got {self.max_gamma}")
+
+
 def make_train_iterator(
     source: Sequence[dict],
     *,
@@ -61,6 +84,7 @@ def make_train_iterator(
     num_epochs: int | None = None,
     worker_count: int = 0,
     read_threads: int = 4,
+    darken: Darken = Darken(),
 ) -> grain.DataLoaderIterator:
     """Shuffled, augmented, batched training examples for one host.
 
@@ -81,6 +105,7 @@ def make_train_iterator(
         been parsed (as in an absl app), which grain's workers read.
       read_threads: threads reading records in parallel; reading runs ahead by up to two
         batches.
+      darken: the night-darkening augmentation applied after the release's (off by default).
 
     Returns:
       A grain DataLoaderIterator of dicts with ir, vi: (B, crop, crop, 3) float32 in [0, 1] and,
@@ -105,7 +130,7 @@ def make_train_iterator(
         sampler=sampler,
         operations=[
             _IsReadable(),
-            _Augment(crop_size),
+            _Augment(crop_size, darken),
             grain.transforms.Batch(batch_size=per_host, drop_remainder=True),
         ],
         worker_count=worker_count,
@@ -151,13 +176,17 @@ def make_eval_batches(source: Sequence[dict], batch_size: int) -> Iterator[dict]
         yield _stack_eval(group)
 
 
-def augment(record: dict, rng: np.random.Generator, crop_size: int) -> dict[str, np.ndarray]:
+def augment(
+    record: dict, rng: np.random.Generator, crop_size: int, darken: Darken = Darken()
+) -> dict[str, np.ndarray]:
     """The release's training augmentation of one record (see the module docstring).
 
     Args:
       record: dict with ir, vi (H, W, 3) float32 and optionally label (H, W) int32, same H, W.
-      rng: draws, in order, the flip mode, the rotation mode, the crop's top and left.
+      rng: draws, in order, the flip mode, the rotation mode, the crop's top and left (then, for
+        ir and vi, whether to darken and the gamma, when darken.probability > 0).
       crop_size: side of the output crop, in pixels.
+      darken: the night-darkening augmentation (`Darken`).
 
     Returns:
       dict with ir, vi (crop_size, crop_size, 3) float32 and label (crop_size, crop_size) int32
@@ -172,10 +201,15 @@ def augment(record: dict, rng: np.random.Generator, crop_size: int) -> dict[str,
     top = int(rng.integers(height - crop_size + 1))
     left = int(rng.integers(width - crop_size + 1))
     window = (slice(top, top + crop_size), slice(left, left + crop_size))
-    return {
+    out = {
         key: np.ascontiguousarray(rotate(flip(value[window], flip_mode), rot_mode))
         for key, value in arrays.items()
     }
+    if darken.probability > 0:
+        for key in ("ir", "vi"):
+            if rng.random() < darken.probability:
+                out[key] = out[key] ** np.float32(rng.uniform(1.0, darken.max_gamma))
+    return out
 
 
 def flip(image: np.ndarray, mode: int) -> np.ndarray:
@@ -234,11 +268,12 @@ class _IsReadable(grain.transforms.Filter):
 
 
 class _Augment(grain.transforms.RandomMap):
-    def __init__(self, crop_size: int) -> None:
+    def __init__(self, crop_size: int, darken: Darken) -> None:
         self.crop_size = crop_size
+        self.darken = darken
 
     def random_map(self, element: dict, rng: np.random.Generator) -> dict[str, np.ndarray]:
-        return augment(element, rng, self.crop_size)
+        return augment(element, rng, self.crop_size, self.darken)
 
 
 def _seed32(seed: int) -> int:

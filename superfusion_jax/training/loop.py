@@ -34,7 +34,7 @@ import ml_collections
 import numpy as np
 from tqdm import tqdm
 
-from superfusion_jax.data.pipeline import make_train_iterator
+from superfusion_jax.data.pipeline import Darken, make_train_iterator
 from superfusion_jax.data.sources import check_source, make_source
 from superfusion_jax.models.variants import quirks_for
 from superfusion_jax.training import mesh as mesh_lib
@@ -93,6 +93,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
         shard_count=jax.process_count(),
         worker_count=config.data.worker_count,
         read_threads=config.data.read_threads,
+        darken=Darken(config.data.darken_probability, config.data.darken_max_gamma),
     )
     mesh = mesh_lib.make_mesh()
     train_step = mesh_lib.jit_step(task.step, mesh, extra_args=1)

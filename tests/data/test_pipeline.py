@@ -9,6 +9,7 @@ import pytest
 
 from superfusion_jax.data.folders import PairedFolderSource
 from superfusion_jax.data.pipeline import (
+    Darken,
     augment,
     flip,
     make_eval_batches,
@@ -108,6 +109,33 @@ def test_augment_moves_ir_vi_label_together():
     # all 8 flips/rotations of the square occur (12 release modes, 8 distinct results)
     assert len(seen) == 8
     assert len(corners) > 50  # crops at many places
+
+
+def test_darken_applies_a_gamma_to_each_image_and_is_off_by_default():
+    rng = np.random.default_rng(0)
+    record = {"ir": rng.uniform(size=(40, 40, 3)).astype(np.float32)}
+    record["vi"] = rng.uniform(size=(40, 40, 3)).astype(np.float32)
+    plain = augment(record, np.random.default_rng(1), CROP)
+    for key, value in augment(record, np.random.default_rng(1), CROP, Darken()).items():
+        np.testing.assert_array_equal(value, plain[key])  # off: same draws, same crop
+    darkened = {"ir": 0, "vi": 0}
+    for seed in range(40):
+        out = augment(record, np.random.default_rng(seed), CROP, Darken(0.5, 3.0))
+        ref = augment(record, np.random.default_rng(seed), CROP)  # same crop: drawn first
+        for key in ("ir", "vi"):
+            assert out[key].dtype == np.float32
+            if np.array_equal(out[key], ref[key]):
+                continue
+            darkened[key] += 1
+            inside = (ref[key] > 0.05) & (ref[key] < 0.9)  # log well conditioned in float32
+            gamma = np.log(out[key][inside]) / np.log(ref[key][inside])  # one gamma, in [1, 3]
+            assert 1.0 <= gamma.min() and gamma.max() <= 3.0 + 1e-3
+            np.testing.assert_allclose(gamma, np.median(gamma), rtol=2e-3)
+    assert 10 <= darkened["ir"] <= 30 and 10 <= darkened["vi"] <= 30
+    with pytest.raises(ValueError, match="probability"):
+        Darken(1.5)
+    with pytest.raises(ValueError, match="max_gamma"):
+        Darken(0.5, 0.5)
 
 
 def test_augment_resizes_small_images_up():
