@@ -18,16 +18,19 @@ import numpy as np
 from tqdm import tqdm
 
 from superfusion_jax import weights
+from superfusion_jax.command_line import (
+    REGISTRATIONS,
+    TRAINING_FREE,
+    UsageError,
+    list_pairs,
+    load_pipeline,
+    require_weights,
+)
 from superfusion_jax.io.images import IMAGE_EXTENSIONS, ImageReadError, image_size, read_image
 from superfusion_jax.io.images import write_image as _write_png
-from superfusion_jax.io.pairs import ImagePair, PairListing, find_pairs
+from superfusion_jax.io.pairs import ImagePair, PairListing
 from superfusion_jax.models.variants import VARIANTS
 from superfusion_jax.visualization import flow_to_color
-
-# The registration methods (superfusion_jax.inference.REGISTRATIONS; listed here so that the
-# command line parses without importing JAX) and those needing the network's weights.
-REGISTRATIONS = ("network", "global", "optimize", "global+network")
-TRAINING_FREE = ("global", "optimize")
 
 if TYPE_CHECKING:
     from superfusion_jax.inference import Pipeline
@@ -142,10 +145,6 @@ examples:
 _UNTRAINED_WARNING = (
     f"{PROG}: WARNING: --untrained: the network weights are random, so every output is meaningless."
 )
-
-
-class UsageError(Exception):
-    """A problem with the command line or its paths, found before any pair is processed."""
 
 
 @dataclass
@@ -331,16 +330,13 @@ def _process(args: argparse.Namespace) -> int:
             f"--registration {args.registration} needs the network's weights: pass "
             "--checkpoint DIR (or --untrained), or use --registration optimize"
         )
-    if (
-        args.checkpoint is None
-        and not args.untrained
-        and not weights_free
-        and not weights.available()
-    ):
-        raise UsageError(
+    if not weights_free:
+        require_weights(
+            args.checkpoint,
+            args.untrained,
             "no --checkpoint given and this installation ships no model. Import official "
             "weights with `superfusion convert --from FILE.pth --to DIR` and pass --checkpoint "
-            "DIR, or pass --untrained to try the command on random weights (meaningless outputs)."
+            "DIR, or pass --untrained to try the command on random weights (meaningless outputs).",
         )
     listing = _list_pairs(args.ir, args.vi)
     _refuse_overwriting_inputs(args, listing)
@@ -362,10 +358,8 @@ def _process(args: argparse.Namespace) -> int:
 
 
 def _list_pairs(ir: Path, vi: Path) -> PairListing:
-    try:
-        listing = find_pairs(ir, vi)
-    except (FileNotFoundError, ValueError) as error:
-        raise UsageError(str(error)) from error
+    """The pairs of --ir and --vi; what was skipped or has no partner is listed on stderr."""
+    listing = list_pairs(ir, vi)
     for path, reason in listing.skipped:
         print(f"{PROG}: skipped {path}: {reason}", file=sys.stderr)
     for path in listing.ir_without_vi:
@@ -429,19 +423,16 @@ def _load_pipeline(args: argparse.Namespace) -> Pipeline:
         print(f"{PROG}: training-free registration '{registration}' (no weights)", file=sys.stderr)
         return Pipeline.training_free(registration, variant=args.variant or "faithful")
     source = args.checkpoint or f"the shipped model '{weights.DEFAULT}'"
-    try:
-        if args.untrained:
-            print(_UNTRAINED_WARNING, file=sys.stderr)
-            pipeline = Pipeline.untrained(
-                variant=args.variant or "faithful", registration=registration or "network"
-            )
-        elif args.checkpoint is None:
-            pipeline = Pipeline.pretrained(registration=args.registration)
-            print(f"{PROG}: using {source} (superfusion_jax/weights)", file=sys.stderr)
-        else:
-            pipeline = Pipeline.from_checkpoint(args.checkpoint, registration=registration)
-    except (FileNotFoundError, ValueError) as error:
-        raise UsageError(str(error)) from error
+    if args.untrained:
+        print(_UNTRAINED_WARNING, file=sys.stderr)
+    pipeline = load_pipeline(
+        args.checkpoint,
+        untrained=args.untrained,
+        registration=registration,
+        variant=args.variant or "faithful",
+    )
+    if args.checkpoint is None and not args.untrained:
+        print(f"{PROG}: using {source} (superfusion_jax/weights)", file=sys.stderr)
     variant = pipeline.variant
     if args.variant is not None and args.variant != pipeline.variant:
         if not args.allow_variant_mismatch:

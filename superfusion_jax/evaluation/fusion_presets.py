@@ -30,6 +30,8 @@ Array = jax.Array
 MetricFn = Callable[[Array, Array, Array], Array]
 
 GROUPS = ("intensity", "similarity", "vif", "edges", "ssim", "fmi")
+# The precisions the metrics are computed in (`compute_fusion_metrics(precision=...)`).
+PRECISIONS = ("float64", "float32")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -303,7 +305,7 @@ def compute_fusion_metrics(
     unknown = [n for n in names if n not in p.metrics]
     if unknown:
         raise ValueError(f"preset {p.name!r} has no metric {unknown}; it has {list(p.metrics)}")
-    if precision not in ("float64", "float32"):
+    if precision not in PRECISIONS:
         raise ValueError(f"precision must be 'float64' or 'float32', got {precision!r}")
     dtype = jnp.float64 if precision == "float64" else jnp.float32
     with jax.enable_x64(True):
