@@ -9,12 +9,12 @@ The model of the best held-out mIoU is WORKDIR/best (the latest is WORKDIR/model
 stage FS as --config.segmentation_checkpoint=WORKDIR/best, or to evaluate.py as
 --segmentation_checkpoint.
 
-Matched to SeAFusion's train.py `train_seg` (and its loss.py, optimizer.py): OHEM cross-entropy
-on the main head + 0.75 x on the auxiliary head (probability threshold 0.7, at least 1/16 of the
+Matched to SeAFusion's train.py `train_seg` (and its loss.py, optimizer.py): OHEM cross-entropy on
+the main head + 0.75 x on the auxiliary head (probability threshold 0.7, at least 1/16 of the
 batch's pixels, label 255 ignored); SGD with momentum 0.9 and weight decay 5e-4 on convolution
-kernels only, heads at 10 x the learning rate, no clipping; learning rate 1e-2 after 1000
-warm-up updates rising exponentially from 1e-5, then polynomial decay (power 0.9) to 0 at the
-last of 80,000 updates; batch 16. Not matched (training/tasks/segmentation.py has the details): the
+kernels only, heads at 10 x the learning rate, no clipping; learning rate 1e-2 after 1000 warm-up
+updates rising exponentially from 1e-5, then polynomial decay (power 0.9) to 0 at the last of
+80,000 updates; batch 16. Not matched (training/tasks/segmentation_network.py has the details): the
 augmentation is the release's flips, rotations and square crops (480 x 480 of MSRS's 480 x 640;
 SeAFusion: colour jitter, flips, random scaling, 640 x 480 crops); the input is the visible image
 by default (SeAFusion trains on its fused images); the backbone starts random unless

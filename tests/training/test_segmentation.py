@@ -1,7 +1,7 @@
-"""The segmentation task (training.tasks.segmentation): SeAFusion's optimiser and learning-rate
-policy against torch's SGD with its parameter groups, initialisation from .pth files and folders,
-the config checks, and (slow) a short run of configs/segmentation.py:runlocal on synthetic scenes
-whose held-out mIoU beats the majority-class predictor's by far."""
+"""The segmentation task (training.tasks.segmentation_network): SeAFusion's optimiser and
+learning-rate policy against torch's SGD with its parameter groups, initialisation from .pth files
+and folders, the config checks, and (slow) a short run of configs/segmentation.py:runlocal on
+synthetic scenes whose held-out mIoU beats the majority-class predictor's by far."""
 
 import json
 import os

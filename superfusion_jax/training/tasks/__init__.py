@@ -12,7 +12,11 @@ import importlib
 from types import ModuleType
 
 # config.stage -> the task module that trains it.
-STAGES = {"RF": "superfusion", "FS": "superfusion", "segmentation": "segmentation"}
+STAGES = {
+    "RF": "superfusion_stages",
+    "FS": "superfusion_stages",
+    "segmentation": "segmentation_network",
+}
 
 
 def task_module(stage: str) -> ModuleType:
