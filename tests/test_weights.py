@@ -12,8 +12,9 @@ from superfusion_jax.io.model_files import save_model
 from tests.conftest import MSRS, require
 
 # Qabf of the default model minus Qabf of the pair's per-pixel mean on these 192 x 256 crops, at
-# least: half of what the shipped file measured (0.056 on 00004N, 0.235 on 00085D).
-QABF_MARGIN = {"00004N": 0.028, "00085D": 0.12}
+# least: half of what the shipped file measured (0.222 on 00004N, 0.294 on 00085D; the previous
+# default, before the night-darkening fine-tune, measured 0.056 on 00004N and fails here).
+QABF_MARGIN = {"00004N": 0.11, "00085D": 0.147}
 CROP = (slice(120, 312), slice(160, 416))
 
 
