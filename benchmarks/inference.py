@@ -23,12 +23,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from superfusion_jax.inference import Pipeline
+from superfusion_jax.models.variants import VARIANTS, Variant, variant_named
 
 WEIGHTS = Path(__file__).resolve().parents[1].parent / "shared" / "parity" / "weights_seed0.pth"
 MODES = ("register", "fuse", "register_and_fuse")
 
 
-def load_pipeline(variant: str) -> Pipeline:
+def load_pipeline(variant: Variant) -> Pipeline:
     if WEIGHTS.exists():
         from superfusion_jax.convert.official import load_official
 
@@ -49,10 +50,10 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
-    parser.add_argument("--variant", default="faithful", choices=("faithful", "corrected"))
+    parser.add_argument("--variant", default="faithful", choices=VARIANTS)
     args = parser.parse_args()
 
-    pipe = load_pipeline(args.variant)
+    pipe = load_pipeline(variant_named(args.variant))
     rng = np.random.default_rng(0)
     shape = (args.batch, *args.size, 3)
     ir = jnp.asarray(rng.random(shape, np.float32))

@@ -29,7 +29,7 @@ import numpy as np
 from superfusion_jax.data.misalign import misalign_batch
 from superfusion_jax.losses.registration import RFOutputs, rf_losses, valid_masks
 from superfusion_jax.models.superfusion import SuperFusion
-from superfusion_jax.models.variants import quirks_for
+from superfusion_jax.models.variants import VARIANTS, Variant, variant_named
 from superfusion_jax.training import steps
 from superfusion_jax.training.optimizer import make_optimizer
 from superfusion_jax.training.state import create_train_state, fresh_variables
@@ -51,9 +51,10 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=256, help="side of the square crops")
     parser.add_argument("--repeats", type=int, default=3, help="timed steps per stage")
     parser.add_argument("--stages", nargs="+", choices=tuple(STAGES), default=list(STAGES))
-    parser.add_argument("--variant", default="faithful", choices=("faithful", "corrected"))
+    parser.add_argument("--variant", default="faithful", choices=VARIANTS)
     parser.add_argument("--breakdown", action="store_true", help="time the RF step's parts")
     args = parser.parse_args()
+    variant = variant_named(args.variant)
 
     rng = np.random.default_rng(0)
     shape = (args.batch, args.size, args.size)
@@ -65,8 +66,8 @@ def main() -> None:
     tx = make_optimizer(1e-3)
     print(f"device: {jax.devices()[0].device_kind} ({jax.default_backend()}), batch {shape}")
     for stage in args.stages:
-        state = create_train_state(variant=args.variant, optimizer=tx, seed=0)
-        fn = functools.partial(STAGES[stage], variant=args.variant, optimizer=tx)
+        state = create_train_state(variant=variant, optimizer=tx, seed=0)
+        fn = functools.partial(STAGES[stage], variant=variant, optimizer=tx)
         start = time.perf_counter()
         step = jax.jit(fn, donate_argnums=0).lower(state, batch).compile()
         compile_s = time.perf_counter() - start
@@ -86,7 +87,7 @@ def main() -> None:
             f"loss_total {float(metrics['loss_total']):.4g}"
         )
     if args.breakdown:
-        rf_breakdown(batch, args.variant, args.repeats)
+        rf_breakdown(batch, variant, args.repeats)
 
 
 def _gflop(compiled: jax.stages.Compiled) -> float:
@@ -107,7 +108,7 @@ def _time(name: str, fn, *args, repeats: int) -> None:
     print(f"  {name:34s} {min(times):7.3f} s  {_gflop(compiled):7.1f} GFLOP")
 
 
-def rf_breakdown(batch: dict, variant: str, repeats: int) -> None:
+def rf_breakdown(batch: dict, variant: Variant, repeats: int) -> None:
     """Where the RF step's time goes (see the module docstring)."""
     batch = misalign_batch(jax.random.key(0), batch)
     variables = fresh_variables(variant, seed=0)
@@ -135,7 +136,7 @@ def rf_breakdown(batch: dict, variant: str, repeats: int) -> None:
         _time(f"gradient w.r.t. {name}", network(name), params, repeats=repeats)
     outputs = jax.jit(forward)(params)
     disp_gt = steps.release_disp_to_variant(batch["disp"], variant)
-    masks = valid_masks(disp_gt, align_corners_grid=quirks_for(variant).align_corners_base_grid)
+    masks = valid_masks(disp_gt, align_corners_grid=variant.align_corners_base_grid)
     images = {k: batch[k] for k in ("ir", "vi", "ir_warp", "vi_warp")}
 
     def term(name: str):

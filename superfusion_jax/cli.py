@@ -29,7 +29,7 @@ from superfusion_jax.command_line import (
 from superfusion_jax.io.images import IMAGE_EXTENSIONS, ImageReadError, image_size, read_image
 from superfusion_jax.io.images import write_image as _write_png
 from superfusion_jax.io.pairs import ImagePair, PairListing
-from superfusion_jax.models.variants import VARIANTS
+from superfusion_jax.models.variants import FAITHFUL, VARIANTS, variant_named
 from superfusion_jax.visualization import flow_to_color
 
 if TYPE_CHECKING:
@@ -419,9 +419,11 @@ def _load_pipeline(args: argparse.Namespace) -> Pipeline:
     from superfusion_jax.inference import Pipeline
 
     registration = args.registration
+    # --variant (a name, checked by argparse) as a Variant; None: the weights' own.
+    requested = None if args.variant is None else variant_named(args.variant)
     if args.checkpoint is None and args.command == "register" and registration in TRAINING_FREE:
         print(f"{PROG}: training-free registration '{registration}' (no weights)", file=sys.stderr)
-        return Pipeline.training_free(registration, variant=args.variant or "faithful")
+        return Pipeline.training_free(registration, variant=requested or FAITHFUL)
     source = args.checkpoint or f"the shipped model '{weights.DEFAULT}'"
     if args.untrained:
         print(_UNTRAINED_WARNING, file=sys.stderr)
@@ -429,23 +431,24 @@ def _load_pipeline(args: argparse.Namespace) -> Pipeline:
         args.checkpoint,
         untrained=args.untrained,
         registration=registration,
-        variant=args.variant or "faithful",
+        variant=requested or FAITHFUL,
     )
     if args.checkpoint is None and not args.untrained:
         print(f"{PROG}: using {source} (superfusion_jax/weights)", file=sys.stderr)
     variant = pipeline.variant
-    if args.variant is not None and args.variant != pipeline.variant:
+    if requested is not None and requested != pipeline.variant:
         if not args.allow_variant_mismatch:
             raise UsageError(
-                f"{source} holds '{pipeline.variant}' weights; running them as "
-                f"--variant {args.variant} changes what they compute. Leave --variant out, or "
+                f"{source} holds '{pipeline.variant.name}' weights; running them as "
+                f"--variant {requested.name} changes what they compute. Leave --variant out, or "
                 "add --allow-variant-mismatch to do it anyway."
             )
         print(
-            f"{PROG}: WARNING: running '{pipeline.variant}' weights as variant '{args.variant}'",
+            f"{PROG}: WARNING: running '{pipeline.variant.name}' weights as variant "
+            f"'{requested.name}'",
             file=sys.stderr,
         )
-        variant = args.variant
+        variant = requested
     if variant == pipeline.variant and args.pad_multiple is None:
         return pipeline
     return Pipeline(

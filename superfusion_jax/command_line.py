@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from superfusion_jax import weights
 from superfusion_jax.io.pairs import PairListing, find_pairs
+from superfusion_jax.models.variants import FAITHFUL, Variant
 
 if TYPE_CHECKING:
     from superfusion_jax.inference import Pipeline
@@ -48,7 +49,7 @@ def load_pipeline(
     *,
     untrained: bool = False,
     registration: str | None = None,
-    variant: str = "faithful",
+    variant: Variant = FAITHFUL,
 ) -> Pipeline:
     """The Pipeline to run: random weights of `variant` with `untrained` (registration default
     'network'), else `checkpoint` (a folder or a single-file .npz) or, when it is None, the

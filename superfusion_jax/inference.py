@@ -23,7 +23,7 @@ from superfusion_jax import memory
 from superfusion_jax.io.model_files import load_checkpoint
 from superfusion_jax.models import dense_matcher
 from superfusion_jax.models.superfusion import SuperFusion
-from superfusion_jax.models.variants import quirks_for
+from superfusion_jax.models.variants import FAITHFUL, Variant, variant_named
 from superfusion_jax.ops.displacement import base_grid_pixels, disp_to_pixels
 from superfusion_jax.ops.warp import warp
 from superfusion_jax.registration import geometry, methods
@@ -33,26 +33,38 @@ REGISTRATIONS = ("network", "global", "optimize", "global+network")
 NETWORK_REGISTRATIONS = ("network", "global+network")
 
 
+def _check_variant(variant: Variant) -> None:
+    """TypeError unless `variant` is a Variant (a name is refused, with how to convert it)."""
+    if not isinstance(variant, Variant):
+        raise TypeError(
+            f"variant must be a models.variants.Variant (FAITHFUL, CORRECTED), got {variant!r}; "
+            "variant_named(name) turns a name into one"
+        )
+
+
 class Pipeline:
     """Registration/fusion of batches of pairs with fixed variables (eval mode).
 
     variables: SuperFusion's {'params', 'batch_stats'}, or None for a registration-only
-    pipeline of a training-free method (then `fuse` is refused). registration: a name of
-    REGISTRATIONS; registration_settings: the training-free stage's settings (default: those of
-    'optimize' for 'optimize', of 'global' for 'global' and 'global+network'); pad_multiple:
-    the DenseMatcher's input padding (1: unpadded, the release's function; None: the variant's,
-    `models.variants.default_pad_multiple`).
+    pipeline of a training-free method (then `fuse` is refused). variant: a
+    `models.variants.Variant` (FAITHFUL, CORRECTED; `variant_named(name)` turns a name into one),
+    here and in `untrained` and `training_free`: the Python API takes the object, names are read
+    only from checkpoint metadata (`from_checkpoint`, `pretrained`) and the command line.
+    registration: a name of REGISTRATIONS; registration_settings: the training-free stage's
+    settings (default: those of 'optimize' for 'optimize', of 'global' for 'global' and
+    'global+network'); pad_multiple: the DenseMatcher's input padding (1: unpadded, the
+    release's function; None: the variant's, `Variant.pad_multiple`).
     """
 
     def __init__(
         self,
         variables: dict | None,
-        variant: str = "faithful",
+        variant: Variant = FAITHFUL,
         registration: str = "network",
         registration_settings: methods.RegistrationSettings | None = None,
         pad_multiple: int | None = None,
     ):
-        quirks_for(variant)
+        _check_variant(variant)
         if pad_multiple is not None and pad_multiple < 1:
             raise ValueError(f"pad_multiple must be at least 1, got {pad_multiple}")
         if registration not in REGISTRATIONS:
@@ -77,7 +89,7 @@ class Pipeline:
             self.variables = jax.device_put(
                 {"params": variables["params"], "batch_stats": variables.get("batch_stats", {})}
             )
-        self._grid_quirk = quirks_for(variant).align_corners_base_grid
+        self._grid_quirk = variant.align_corners_base_grid
         self._register = jax.jit(self._register_batch)
         self._fuse = jax.jit(functools.partial(self.model.apply, method="fuse"))
         self._compiled: dict[tuple, jax.stages.Compiled] = {}
@@ -88,7 +100,7 @@ class Pipeline:
         single-file checkpoint (`.npz`, `io.model_files.save_flat`). registration: None takes the
         one its metadata names ('network' when it names none)."""
         variables, meta = load_checkpoint(path)
-        return cls(variables, meta["variant"], registration or meta.get("registration", "network"))
+        return cls._from_metadata(variables, meta, registration)
 
     @classmethod
     def pretrained(cls, name: str | None = None, registration: str | None = None) -> Pipeline:
@@ -97,17 +109,26 @@ class Pipeline:
         from superfusion_jax import weights
 
         variables, meta = weights.load(name or weights.DEFAULT)
-        return cls(variables, meta["variant"], registration or meta.get("registration", "network"))
+        return cls._from_metadata(variables, meta, registration)
 
     @classmethod
-    def untrained(cls, seed: int = 0, variant: str = "faithful", registration: str = "network"):
+    def _from_metadata(cls, variables: dict, meta: dict, registration: str | None) -> Pipeline:
+        """The Pipeline of loaded weights, of the variant their metadata names and, with
+        `registration` None, the registration it names ('network' when it names none)."""
+        variant = variant_named(meta["variant"])
+        return cls(variables, variant, registration or meta.get("registration", "network"))
+
+    @classmethod
+    def untrained(
+        cls, seed: int = 0, variant: Variant = FAITHFUL, registration: str = "network"
+    ) -> Pipeline:
         """Randomly initialised weights (the release's init): outputs are meaningless."""
         x = jnp.zeros((1, 16, 16, 3), jnp.float32)
         variables = SuperFusion(variant).init(jax.random.key(seed), x, x)
         return cls(variables, variant, registration)
 
     @classmethod
-    def training_free(cls, method: str = "optimize", variant: str = "faithful") -> Pipeline:
+    def training_free(cls, method: str = "optimize", variant: Variant = FAITHFUL) -> Pipeline:
         """Registration only, by a training-free method ('global' or 'optimize'); no weights."""
         return cls(None, variant, method)
 

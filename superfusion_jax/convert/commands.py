@@ -21,6 +21,7 @@ from superfusion_jax.io.model_files import (
     save_model,
 )
 from superfusion_jax.models.bisenet import num_classes_of
+from superfusion_jax.models.variants import FAITHFUL
 
 
 def import_pth(src: str | Path, dst: str | Path) -> str:
@@ -46,8 +47,8 @@ def import_pth(src: str | Path, dst: str | Path) -> str:
     networks, extra = split_networks(obj, str(source))
     variables = official.import_official(networks, str(source))
     info = {key: int(value) for key, value in extra.items()}
-    save_model(dst, variables, {"variant": "faithful", **provenance, **info})
-    return "SuperFusion (variant faithful)"
+    save_model(dst, variables, {"variant": FAITHFUL.name, **provenance, **info})
+    return f"SuperFusion (variant {FAITHFUL.name})"
 
 
 # `superfusion convert` flags of the SuperFusion export options (`convert.export.export`)
@@ -116,7 +117,7 @@ def export_folder(src: str | Path, dst: str | Path, **options) -> tuple[str, tup
                 f"official checkpoint with {', '.join(networks)}, ep {summary.ep}, "
                 f"total_it {summary.total_it}"
             )
-        return f"{content} ({summary.variant})", summary.notes
+        return f"{content} ({summary.variant.name})", summary.notes
     _refuse_options(
         options,
         f"options of SuperFusion exports; {src} holds the segmentation network, exported as a "

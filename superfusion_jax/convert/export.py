@@ -32,7 +32,7 @@ from superfusion_jax.convert.torch_checkpoints import (
     save_pth_atomically,
 )
 from superfusion_jax.io.model_files import load_model
-from superfusion_jax.models.variants import VARIANTS
+from superfusion_jax.models.variants import FAITHFUL, Variant, variant_named
 from superfusion_jax.training.optimizer import ADAM_BETAS, ADAM_EPS, release_schedule
 
 if TYPE_CHECKING:
@@ -71,14 +71,14 @@ class AdamSettings:
 class ExportSource:
     """What a checkpoint folder holds for export.
 
-    variables: {'params', 'batch_stats'} (numpy); variant: 'faithful' | 'corrected';
+    variables: {'params', 'batch_stats'} (numpy); variant: the Variant its metadata names;
     ep, total_it: the release's epoch index and iteration count (None if unknown);
     adam: {'DM': AdamMoments, 'FN': AdamMoments}, None for a folder without optimiser state;
     config: the training configuration stored with a training checkpoint (None otherwise).
     """
 
     variables: dict
-    variant: str
+    variant: Variant
     ep: int | None
     total_it: int
     adam: dict[str, AdamMoments] | None = None
@@ -91,7 +91,7 @@ class ExportSummary:
     the user (approximations or overrides)."""
 
     keys: tuple[str, ...]
-    variant: str
+    variant: Variant
     ep: int
     total_it: int
     notes: tuple[str, ...]
@@ -157,7 +157,8 @@ def read_export_source(src: str | Path) -> ExportSource:
     if (src / "metadata.json").is_file():
         variables, meta = load_model(src)
         total_it = meta.get("total_it", meta.get("step", 0))
-        return ExportSource(variables, meta["variant"], meta.get("ep"), int(total_it))
+        variant = _variant_of(meta["variant"], src)
+        return ExportSource(variables, variant, meta.get("ep"), int(total_it))
     if (src / "state").is_dir() and (src / "config").is_dir():
         return _read_training_checkpoint(src)
     if (src / "checkpoints").is_dir():
@@ -199,19 +200,17 @@ def export(
         raise ValueError("--bare writes weights only; it cannot include the optimiser state")
     source = read_export_source(src)
     notes = []
-    if source.variant not in VARIANTS:
-        raise ValueError(f"{src}: unknown variant {source.variant!r}")
-    if source.variant != "faithful":
+    if source.variant != FAITHFUL:
         if not allow_variant_mismatch:
             raise ValueError(
-                f"{src} holds '{source.variant}' weights. The official code only computes the "
+                f"{src} holds '{source.variant.name}' weights. The official code only computes the "
                 "faithful network (no sigmoid on the GSAM mask and attention, direction attention "
                 "discarded, align_corners=True base grid), so these weights would compute "
                 "something else there. Pass --allow-variant-mismatch to export them anyway."
             )
         notes.append(
-            f"exported '{source.variant}' weights: the official code runs them as the faithful "
-            "network, which is not what they were trained as"
+            f"exported '{source.variant.name}' weights: the official code runs them as the "
+            "faithful network, which is not what they were trained as"
         )
     if include_optimizer and source.adam is None:
         raise ValueError(
@@ -347,7 +346,16 @@ def _read_training_checkpoint(step_dir: Path) -> ExportSource:
         network: _adam_moments(state["opt_state"], root, step_dir)
         for network, root in NETWORKS.items()
     }
-    return ExportSource(variables, config["variant"], ep, step, adam, dict(config))
+    variant = _variant_of(config["variant"], step_dir)
+    return ExportSource(variables, variant, ep, step, adam, dict(config))
+
+
+def _variant_of(name: str, where: Path) -> Variant:
+    """The Variant a checkpoint's metadata or config names; ValueError naming `where`."""
+    try:
+        return variant_named(name)
+    except ValueError as error:
+        raise ValueError(f"{where}: {error}") from None
 
 
 def _adam_moments(opt_state: Any, root: str, where: Path) -> AdamMoments:

@@ -17,10 +17,11 @@ from flax import traverse_util
 from superfusion_jax.convert.official_keys import expected_flax_shape, locate, to_flax
 from superfusion_jax.convert.torch_checkpoints import mismatch_error, read_pth, split_networks
 from superfusion_jax.models.superfusion import SuperFusion
+from superfusion_jax.models.variants import FAITHFUL, Variant
 
 
 @functools.cache
-def variable_shapes(variant: str = "faithful") -> dict:
+def variable_shapes(variant: Variant = FAITHFUL) -> dict:
     """Shapes/dtypes of the SuperFusion variables {'params', 'batch_stats'} (no computation;
     cached: read it, do not modify it)."""
     x = jnp.zeros((1, 16, 16, 3), jnp.float32)

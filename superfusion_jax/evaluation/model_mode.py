@@ -35,7 +35,6 @@ from superfusion_jax.evaluation.job import (
 from superfusion_jax.evaluation.options import EvaluationOptions, fusion_metric_names
 from superfusion_jax.evaluation.segmenter import Segmenter, make_segmenter
 from superfusion_jax.io.ground_truth import GroundTruthReadError, read_flow_mat
-from superfusion_jax.models.variants import quirks_for
 from superfusion_jax.ops.displacement import base_grid_pixels
 from superfusion_jax.visualization import flow_to_color
 
@@ -79,7 +78,7 @@ def model_job(options: EvaluationOptions) -> Job:
     meta = {
         "data": str(data),
         "checkpoint": str(options.checkpoint or f"shipped model '{weights.DEFAULT}'"),
-        "variant": pipeline.variant,
+        "variant": pipeline.variant.name,
         "registration": pipeline.registration,
         "methods": {
             "registration": {
@@ -134,7 +133,7 @@ class ModelPairScorer:
         out, fused_aligned = self._run_model(name, images)
         batch = {k: v[None] for k, v in images.items()}
         h, w = source_px.shape[:2]
-        grid_quirk = quirks_for(self.pipeline.variant).align_corners_base_grid
+        grid_quirk = self.pipeline.variant.align_corners_base_grid
         positions = rm.sampling_positions(jnp.asarray(out["disp"]), grid_quirk)
         identity = base_grid_pixels(h, w)[None]
         src = jnp.asarray(source_px)[None]

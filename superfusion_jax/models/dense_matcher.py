@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 
 from superfusion_jax.models.layers import ConvNormAct, ResConv
-from superfusion_jax.models.variants import default_pad_multiple, quirks_for
+from superfusion_jax.models.variants import FAITHFUL, Variant
 from superfusion_jax.ops.correlation import local_correlation
 from superfusion_jax.ops.displacement import crop_disp
 from superfusion_jax.ops.filters import gaussian_blur
@@ -145,7 +145,7 @@ class DenseMatcher(nn.Module):
     `__call__(src, tgt, direction, train)`: src is always the infrared image, tgt the visible one
     (each goes through its own extractor), both (N, H, W, 3) in [0, 1], any H and W: inputs are
     edge-padded at the bottom/right to a multiple of `pad_multiple` and the fields cropped back
-    (1: unpadded, the release's function; None: the variant's `default_pad_multiple`). Returns
+    (1: unpadded, the release's function; None: the variant's `pad_multiple`). Returns
     a dict of displacement fields (N, H, W, 2), normalised units of the (H, W) frame:
     - 'ir2vis': samples the infrared image onto the visible frame (direction 'ir2vis' or 'bi'),
     - 'vis2ir': samples the visible image onto the infrared frame (direction 'vis2ir' or 'bi'),
@@ -153,7 +153,7 @@ class DenseMatcher(nn.Module):
       refined, the 1/4 + 1/8 and the 1/8 estimates, upsampled, for the smoothness loss.
     """
 
-    variant: str = "faithful"
+    variant: Variant = FAITHFUL
     pad_multiple: int | None = None
 
     def setup(self) -> None:
@@ -167,7 +167,7 @@ class DenseMatcher(nn.Module):
         self.refiner = DispRefiner(32)
 
     def _warp(self, x: Array, disp: Array) -> Array:
-        return warp(x, disp, quirks_for(self.variant).align_corners_base_grid)
+        return warp(x, disp, self.variant.align_corners_base_grid)
 
     def match(self, pyramid_src: tuple, pyramid_tgt: tuple, train: bool) -> tuple:
         """Coarse-to-fine match of source features onto target features.
@@ -190,7 +190,7 @@ class DenseMatcher(nn.Module):
         if direction not in DIRECTIONS:
             raise ValueError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
         n, h, w, _ = tgt.shape
-        multiple = self.pad_multiple or default_pad_multiple(self.variant)
+        multiple = self.pad_multiple or self.variant.pad_multiple
         ph, pw = -h % multiple, -w % multiple
         if ph or pw:
             pad = ((0, 0), (0, ph), (0, pw), (0, 0))
@@ -205,7 +205,7 @@ class DenseMatcher(nn.Module):
         def full(d: Array) -> Array:
             d = resize_bilinear(d, h + ph, w + pw)
             if ph or pw:
-                d = crop_disp(d, h, w, quirks_for(self.variant).align_corners_base_grid)
+                d = crop_disp(d, h, w, self.variant.align_corners_base_grid)
             return d
 
         if direction == "ir2vis":

@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 
 from superfusion_jax.models.layers import ConvAct, conv_kernel_init, torch_bias_init
-from superfusion_jax.models.variants import quirks_for
+from superfusion_jax.models.variants import FAITHFUL, Variant
 from superfusion_jax.ops.spatial_rnn import spatial_rnn
 
 Array = jax.Array
@@ -46,12 +46,11 @@ class GSAM(nn.Module):
     """
 
     channels: int = 32
-    variant: str = "faithful"
+    variant: Variant = FAITHFUL
 
     @nn.compact
     def __call__(self, x: Array) -> Array:
-        quirks = quirks_for(self.variant)
-        last_act = None if quirks.sigmoid_typo else "sigmoid"
+        last_act = None if self.variant.sigmoid_typo else "sigmoid"
         c = self.channels
         attention = ConvAct(c // 2, name="attention_0")(x)
         attention = ConvAct(c // 2, name="attention_1")(attention)
@@ -59,7 +58,7 @@ class GSAM(nn.Module):
 
         def directions(y: Array, rnn: SpatialRNN) -> Array:
             maps = rnn(y)
-            if not quirks.discarded_direction_attention:
+            if not self.variant.discarded_direction_attention:
                 maps = tuple(m * attention[..., k : k + 1] for k, m in enumerate(maps))
             return jnp.concatenate(maps, axis=-1)
 
@@ -75,7 +74,7 @@ class FusionNet(nn.Module):
 
     (N, H, W, 1) infrared luminance, (N, H, W, 1) visible luminance -> (N, H, W, 1)."""
 
-    variant: str = "faithful"
+    variant: Variant = FAITHFUL
 
     @nn.compact
     def __call__(self, ir_y: Array, vi_y: Array) -> Array:

@@ -13,7 +13,7 @@ import jax
 
 from superfusion_jax.models.dense_matcher import DenseMatcher
 from superfusion_jax.models.fusion_net import FusionNet
-from superfusion_jax.models.variants import quirks_for
+from superfusion_jax.models.variants import FAITHFUL, Variant
 from superfusion_jax.ops.color import rgb_to_ycbcr, ycbcr_to_rgb
 from superfusion_jax.ops.warp import warp
 
@@ -23,18 +23,22 @@ Array = jax.Array
 class SuperFusion(nn.Module):
     """Registration and fusion of infrared/visible pairs (variables: params, batch_stats)."""
 
-    variant: str = "faithful"
-    # DenseMatcher input padding multiple; None: the variant's (models/variants.py).
+    variant: Variant = FAITHFUL
+    # DenseMatcher input padding multiple; None: the variant's (`Variant.pad_multiple`).
     pad_multiple: int | None = None
 
     def setup(self) -> None:
-        quirks_for(self.variant)  # validates the name early
+        if not isinstance(self.variant, Variant):
+            raise TypeError(
+                f"variant must be a models.variants.Variant, got {self.variant!r} "
+                "(variant_named(name) turns a name into one)"
+            )
         self.dense_matcher = DenseMatcher(self.variant, self.pad_multiple)
         self.fusion_net = FusionNet(self.variant)
 
     def warp(self, image: Array, disp: Array) -> Array:
         """Sample image (N, H, W, C) at the variant's base grid + disp (N, H, W, 2)."""
-        return warp(image, disp, quirks_for(self.variant).align_corners_base_grid)
+        return warp(image, disp, self.variant.align_corners_base_grid)
 
     def register(self, ir: Array, vi: Array) -> dict[str, Array]:
         """Register the infrared image onto the visible one (release: registration_forward).

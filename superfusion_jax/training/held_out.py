@@ -39,7 +39,7 @@ from superfusion_jax.data.misalign import MisalignConfig, misalign_batch
 from superfusion_jax.data.pipeline import augment
 from superfusion_jax.evaluation.registration_metrics import end_point_error
 from superfusion_jax.models.superfusion import SuperFusion
-from superfusion_jax.models.variants import quirks_for
+from superfusion_jax.models.variants import Variant
 from superfusion_jax.ops.displacement import base_grid_pixels, disp_to_pixels
 from superfusion_jax.visualization import flow_to_color, image_grid
 
@@ -118,24 +118,22 @@ def _register_and_score(
     vi: Array,
     source_px: Array,
     *,
-    variant: str,
+    variant: Variant,
     offset: tuple[int, int],
 ) -> tuple[dict, Array, Array]:
     out = SuperFusion(variant).apply(variables, ir_warp, vi, method="register_and_fuse")
-    predicted = end_point_error(
-        out["disp"], source_px, offset, quirks_for(variant).align_corners_base_grid
-    )
+    predicted = end_point_error(out["disp"], source_px, offset, variant.align_corners_base_grid)
     identity = end_point_error(jnp.zeros_like(out["disp"]), source_px, offset, False)
     return out, predicted.mean(axis=(1, 2)), identity.mean(axis=(1, 2))
 
 
 @functools.partial(jax.jit, static_argnames=("variant",))
-def _fuse(variables: dict, ir: Array, vi: Array, *, variant: str) -> dict:
+def _fuse(variables: dict, ir: Array, vi: Array, *, variant: Variant) -> dict:
     return SuperFusion(variant).apply(variables, ir, vi, method="fuse")
 
 
 def evaluate_registration(
-    variables: dict, held_out: HeldOutSet, *, variant: str, batch_size: int
+    variables: dict, held_out: HeldOutSet, *, variant: Variant, batch_size: int
 ) -> dict[str, float]:
     """Mean EPE of the network's ir2vis registration on `held_out`, and of the identity field.
 
@@ -163,7 +161,9 @@ def evaluate_registration(
     }
 
 
-def sample_images(variables: dict, held_out: HeldOutSet, *, variant: str) -> dict[str, np.ndarray]:
+def sample_images(
+    variables: dict, held_out: HeldOutSet, *, variant: Variant
+) -> dict[str, np.ndarray]:
     """Pictures of the first held-out pair, for the run's image log.
 
     With misalignment (stage RF): one grid 'registration' of ir, ir_warp, ir registered, vi,
@@ -185,7 +185,7 @@ def sample_images(variables: dict, held_out: HeldOutSet, *, variant: str) -> dic
         variant=variant,
         offset=held_out.offset,
     )
-    disp_px = disp_to_pixels(out["disp"], quirks_for(variant).align_corners_base_grid)
+    disp_px = disp_to_pixels(out["disp"], variant.align_corners_base_grid)
     frame, crop = held_out.source_px.shape[1], held_out.ir.shape[1]
     gt_px = held_out.source_px[0] - np.asarray(base_grid_pixels(frame, frame))
     left, top = held_out.offset

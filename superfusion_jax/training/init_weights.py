@@ -10,14 +10,15 @@ from pathlib import Path
 
 from superfusion_jax.io.model_files import load_checkpoint, load_segmenter
 from superfusion_jax.models.bisenet import fresh_variables, num_classes_of
+from superfusion_jax.models.variants import FAITHFUL, Variant, variant_named
 
 logger = logging.getLogger(__name__)
 
 
-def superfusion_init_variables(path: str, variant: str) -> dict | None:
+def superfusion_init_variables(path: str, variant: Variant) -> dict | None:
     """Variables to start from: '' -> None; a .pth file -> the official import; a folder or a
     single-file `.npz` -> `superfusion_jax.io.model_files.load_checkpoint`. Warns when its variant
-    is not `variant`."""
+    (metadata 'variant'; FAITHFUL for a .pth) is not `variant`."""
     if not path:
         return None
     path = Path(path).expanduser()
@@ -25,16 +26,16 @@ def superfusion_init_variables(path: str, variant: str) -> dict | None:
         from superfusion_jax.convert.official import load_official  # needs torch
 
         variables, _ = load_official(path)
-        source_variant = "faithful"
+        source_variant = FAITHFUL
     else:
         variables, meta = load_checkpoint(path)
-        source_variant = meta["variant"]
+        source_variant = variant_named(meta["variant"])
     if source_variant != variant:
         logger.warning(
             "init_checkpoint %s holds '%s' weights; training them as '%s'",
             path,
-            source_variant,
-            variant,
+            source_variant.name,
+            variant.name,
         )
     return {"params": variables["params"], "batch_stats": variables["batch_stats"]}
 

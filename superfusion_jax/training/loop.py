@@ -36,7 +36,7 @@ from tqdm import tqdm
 
 from superfusion_jax.data.pipeline import Darken, make_train_iterator
 from superfusion_jax.data.sources import check_source, make_source
-from superfusion_jax.models.variants import quirks_for
+from superfusion_jax.models.variants import variant_named
 from superfusion_jax.training import mesh as mesh_lib
 from superfusion_jax.training.checkpoints import (
     BestModel,
@@ -212,7 +212,7 @@ def make_task(
 def check_config(config: ml_collections.ConfigDict) -> None:
     """Raise ValueError naming the first config field with an invalid value: the fields the loop
     reads here, then the task's own (`training.tasks`)."""
-    quirks_for(config.variant)
+    variant_named(config.variant)
     task = task_module(config.stage)
     check_source(config.data, "config.data")
     check_source(config.eval, "config.eval")

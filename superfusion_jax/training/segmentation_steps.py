@@ -21,6 +21,7 @@ import optax
 from superfusion_jax.evaluation.segmentation_metrics import ConfusionAccumulator, class_names
 from superfusion_jax.losses.semantic import segmentation_loss
 from superfusion_jax.models.bisenet import BiSeNet, apply_segmenter, num_classes_of
+from superfusion_jax.models.variants import FAITHFUL, Variant
 from superfusion_jax.training.state import TrainState
 from superfusion_jax.training.steps import fs_forward, guarded_update
 
@@ -40,7 +41,7 @@ class OhemConfig:
 
 
 def segmentation_inputs(
-    batch: dict, input_image: str, frozen: dict | None, variant: str = "faithful"
+    batch: dict, input_image: str, frozen: dict | None, variant: Variant = FAITHFUL
 ) -> Array:
     """The images the segmenter sees: batch['vi'], batch['ir'] (B, H, W, 3), or 'fused': the
     fused RGB image (`steps.fs_forward`'s `fused_rgb`) of the SuperFusion params
@@ -60,7 +61,7 @@ def seg_step(
     optimizer: optax.GradientTransformation,
     num_classes: int,
     input_image: str = "vi",
-    variant: str = "faithful",
+    variant: Variant = FAITHFUL,
     ohem: OhemConfig = OhemConfig(),
 ) -> tuple[TrainState, dict]:
     """One update of the segmentation network, BatchNorm in train mode (batch statistics,
@@ -90,7 +91,7 @@ def seg_step(
 
 @functools.partial(jax.jit, static_argnames=("input_image", "variant"))
 def predict(
-    variables: dict, batch: dict, frozen: dict | None, *, input_image: str, variant: str
+    variables: dict, batch: dict, frozen: dict | None, *, input_image: str, variant: Variant
 ) -> tuple[Array, Array]:
     """(input images (B, H, W, 3), predicted classes (B, H, W) int32: argmax of the main head),
     the network in eval mode."""
@@ -105,7 +106,7 @@ def evaluate_segmentation(
     frozen: dict | None = None,
     *,
     input_image: str = "vi",
-    variant: str = "faithful",
+    variant: Variant = FAITHFUL,
     ignore_index: int = 255,
 ) -> ConfusionAccumulator:
     """Confusion matrix of the segmentation network over held-out batches (eval mode).

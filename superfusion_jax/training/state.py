@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import optax
 
 from superfusion_jax.models.superfusion import SuperFusion
+from superfusion_jax.models.variants import Variant
 
 # The PRNG implementation of `TrainState.rng` (its raw key data is uint32 (2,)).
 RNG_IMPL = "threefry2x32"
@@ -43,7 +44,7 @@ class TrainState:
         return jax.random.wrap_key_data(self.rng, impl=RNG_IMPL)
 
 
-def fresh_variables(variant: str, seed: int) -> dict:
+def fresh_variables(variant: Variant, seed: int) -> dict:
     """Fresh SuperFusion variables {'params', 'batch_stats'} as the release initialises them.
 
     Drawn on the host (see `models.layers`), deterministic in `seed`; conv weights N(0, 0.02²).
@@ -54,12 +55,12 @@ def fresh_variables(variant: str, seed: int) -> dict:
 
 def create_train_state(
     *,
-    variant: str,
+    variant: Variant,
     optimizer: optax.GradientTransformation,
     seed: int,
     init_variables: dict | None = None,
 ) -> TrainState:
-    """A step-0 state for `variant` ('faithful' or 'corrected').
+    """A step-0 state for `variant` (`models.variants.FAITHFUL` or `CORRECTED`).
 
     init_variables: {'params', 'batch_stats'} to start from (e.g. `load_official(...)[0]` or a
     checkpoint's variables, numpy or JAX arrays, copied); None draws fresh ones from `seed`. The

@@ -11,8 +11,9 @@ by one ground-truth field per example, and `disp` (B, H, W, 2), that field in th
 normalised units (align_corners=True base grid, see `data.misalign`), whatever the variant;
 stage FS with a semantic term needs `label` (B, H, W) int class ids.
 
-Every function is pure. Jit a step with its keyword arguments bound, e.g.
-`jax.jit(functools.partial(rf_step, variant='faithful', optimizer=tx), donate_argnums=0)`
+Every function is pure. Jit a step with its keyword arguments bound (the variant is a
+`models.variants.Variant`), e.g.
+`jax.jit(functools.partial(rf_step, variant=FAITHFUL, optimizer=tx), donate_argnums=0)`
 (or `training.mesh.jit_step` for several devices).
 """
 
@@ -35,7 +36,7 @@ from superfusion_jax.losses.registration import (
 from superfusion_jax.losses.semantic import semantic_loss
 from superfusion_jax.models.bisenet import apply_segmenter
 from superfusion_jax.models.superfusion import SuperFusion
-from superfusion_jax.models.variants import quirks_for
+from superfusion_jax.models.variants import Variant
 from superfusion_jax.ops.color import rgb_to_ycbcr, ycbcr_to_rgb
 from superfusion_jax.ops.warp import base_grid
 from superfusion_jax.training.optimizer import NETWORKS, keep_subnetworks
@@ -44,10 +45,10 @@ from superfusion_jax.training.state import TrainState
 Array = jax.Array
 
 
-def release_disp_to_variant(disp: Array, variant: str) -> Array:
+def release_disp_to_variant(disp: Array, variant: Variant) -> Array:
     """Ground truth (N, H, W, 2) on the release's align_corners=True base grid -> the same
-    sampling positions relative to `variant`'s base grid (unchanged for 'faithful')."""
-    if quirks_for(variant).align_corners_base_grid:
+    sampling positions relative to `variant`'s base grid (unchanged for FAITHFUL)."""
+    if variant.align_corners_base_grid:
         return disp
     h, w = disp.shape[1:3]
     return disp + base_grid(h, w, True) - base_grid(h, w, False)
@@ -88,7 +89,7 @@ def rf_forward(
 
 
 def rf_loss_fn(
-    params: dict, batch_stats: dict, batch: dict, *, variant: str
+    params: dict, batch_stats: dict, batch: dict, *, variant: Variant
 ) -> tuple[Array, tuple[dict, dict]]:
     """Stage-RF loss of the release (`train_forward_RF` + `backward_RF`), networks in train mode.
 
@@ -110,7 +111,7 @@ def rf_loss_fn(
     )
     disp_gt = release_disp_to_variant(batch["disp"], variant)
     goodmask, goodmask_inverse = valid_masks(
-        disp_gt, align_corners_grid=quirks_for(variant).align_corners_base_grid
+        disp_gt, align_corners_grid=variant.align_corners_base_grid
     )
     terms = rf_losses(
         out,
@@ -174,7 +175,7 @@ def guarded_update(
 
 
 def rf_step_on_warped(
-    state: TrainState, batch: dict, *, variant: str, optimizer: optax.GradientTransformation
+    state: TrainState, batch: dict, *, variant: Variant, optimizer: optax.GradientTransformation
 ) -> tuple[TrainState, dict]:
     """One stage-RF update (`update_RF`) on a batch that already holds `ir_warp`, `vi_warp` and
     `disp` (see `rf_loss_fn`): both networks, each with its own clipped Adam.
@@ -193,7 +194,7 @@ def rf_step(
     state: TrainState,
     batch: dict,
     *,
-    variant: str,
+    variant: Variant,
     optimizer: optax.GradientTransformation,
     misalign: MisalignConfig = MisalignConfig(),
 ) -> tuple[TrainState, dict]:
@@ -204,7 +205,7 @@ def rf_step(
     return rf_step_on_warped(state, batch, variant=variant, optimizer=optimizer)
 
 
-def fs_forward(params: dict, batch: dict, *, variant: str) -> dict:
+def fs_forward(params: dict, batch: dict, *, variant: Variant) -> dict:
     """`train_forward_FS`: fuse the luminance of aligned pairs.
 
     batch: `ir`, `vi` (B, H, W, 3). Returns `ir_y` (the infrared image's first channel), `vi_y`,
@@ -229,7 +230,7 @@ def fs_loss_fn(
     batch: dict,
     segmenter: dict | None = None,
     *,
-    variant: str,
+    variant: Variant,
     semantic_weight: float = 0.0,
     objective: str = "fs",
     objective_weights: tuple[float, ...] = (),
@@ -266,7 +267,7 @@ def fs_step(
     batch: dict,
     segmenter: dict | None = None,
     *,
-    variant: str,
+    variant: Variant,
     optimizer: optax.GradientTransformation,
     semantic_weight: float = 0.0,
     objective: str = "fs",

@@ -14,6 +14,7 @@ import pytest
 from PIL import Image
 
 from superfusion_jax.cli import main
+from superfusion_jax.models.variants import CORRECTED, FAITHFUL
 
 RNG = np.random.default_rng(0)
 
@@ -23,7 +24,7 @@ class FakePipeline:
 
     created: list["FakePipeline"] = []
 
-    def __init__(self, variables, variant="faithful", registration="network", pad_multiple=None):
+    def __init__(self, variables, variant=FAITHFUL, registration="network", pad_multiple=None):
         self.variables, self.variant, self.calls = variables, variant, []
         self.registration, self.pad_multiple = registration, pad_multiple
         FakePipeline.created.append(self)
@@ -32,18 +33,18 @@ class FakePipeline:
     def from_checkpoint(cls, path, registration=None):
         if not Path(path).is_dir():
             raise FileNotFoundError(f"checkpoint folder {path} does not exist")
-        return cls({"params": {}}, "faithful", registration or "network")
+        return cls({"params": {}}, FAITHFUL, registration or "network")
 
     @classmethod
-    def untrained(cls, seed=0, variant="faithful", registration="network"):
+    def untrained(cls, seed=0, variant=FAITHFUL, registration="network"):
         return cls({"params": {}}, variant, registration)
 
     @classmethod
     def pretrained(cls, name=None, registration=None):
-        return cls({"params": {"shipped": name}}, "faithful", registration or "network")
+        return cls({"params": {"shipped": name}}, FAITHFUL, registration or "network")
 
     @classmethod
-    def training_free(cls, method="optimize", variant="faithful"):
+    def training_free(cls, method="optimize", variant=FAITHFUL):
         return cls(None, variant, method)
 
     def register(self, ir, vi):
@@ -301,7 +302,7 @@ def test_variant_mismatch_with_a_checkpoint(tmp_path, fake, capsys):
     assert "--allow-variant-mismatch" in capsys.readouterr().err
     assert main([*argv, "--variant", "faithful"]) == 0
     assert main([*argv, "--variant", "corrected", "--allow-variant-mismatch"]) == 0
-    assert fake[-1].variant == "corrected" and fake[-1].calls
+    assert fake[-1].variant == CORRECTED and fake[-1].calls
     assert "WARNING" in capsys.readouterr().err
 
 

@@ -11,6 +11,7 @@ import pytest
 
 from superfusion_jax import command_line
 from superfusion_jax.command_line import UsageError, list_pairs, load_pipeline, require_weights
+from superfusion_jax.models.variants import CORRECTED, FAITHFUL
 
 
 def test_the_registrations_are_those_of_the_pipeline():
@@ -73,13 +74,13 @@ def constructors(monkeypatch):
 
 
 def test_load_pipeline_chooses_the_constructor(constructors):
-    load_pipeline(None, untrained=True, variant="corrected")
+    load_pipeline(None, untrained=True, variant=CORRECTED)
     load_pipeline(None, untrained=True, registration="global+network")
     load_pipeline(None, registration="optimize")
     load_pipeline("ckpt")
     assert constructors == [
-        ("untrained", "corrected", "network"),
-        ("untrained", "faithful", "global+network"),
+        ("untrained", CORRECTED, "network"),
+        ("untrained", FAITHFUL, "global+network"),
         ("pretrained", None, "optimize"),
         ("from_checkpoint", "ckpt", None),
     ]

@@ -17,6 +17,7 @@ from superfusion_jax.evaluation.runner import EvaluationOptions, UsageError, eva
 from superfusion_jax.evaluation.segmentation_metrics import MSRS_CLASSES, ConfusionAccumulator
 from superfusion_jax.io.images import read_image
 from superfusion_jax.models.bisenet import BiSeNet
+from superfusion_jax.models.variants import CORRECTED
 from tests.conftest import MSRS
 from tests.evaluation.conftest import CHEAP, NAMES, cropped_msrs, damage, write_segmenter
 
@@ -203,7 +204,7 @@ class ShiftPipeline:
     it is; fuses by averaging; fails on a blank visible image; reports that the registration
     found no alignment."""
 
-    variant, registration = "corrected", "stand-in"
+    variant, registration = CORRECTED, "stand-in"
 
     def register_and_fuse(self, ir, vi):
         if not vi.any():

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from superfusion_jax.convert.official import load_official
 from superfusion_jax.losses.fusion import fs_losses, fusion_loss_rf, second_derivatives
 from superfusion_jax.models.fusion_net import FusionNet
+from superfusion_jax.models.variants import FAITHFUL
 from superfusion_jax.ops.color import rgb_to_ycbcr
 from tests.conftest import PARITY, require
 from tests.losses.test_ssim import images_with_dark_regions, nchw, nhwc, torch_ssim_loss
@@ -172,7 +173,7 @@ def test_fs_losses_reproduce_the_golden_fs_step():
     ir = jnp.asarray(batch["ir"].transpose(0, 2, 3, 1))
     vi = jnp.asarray(batch["vi"].transpose(0, 2, 3, 1))
     ir_y, vi_y = ir[..., :1], rgb_to_ycbcr(vi)[0]
-    fused_y = FusionNet("faithful").apply(fn_vars, ir_y, vi_y)
+    fused_y = FusionNet(FAITHFUL).apply(fn_vars, ir_y, vi_y)
     ours = fs_losses(ir_y, vi_y, fused_y)
     for name in ("loss_intensity", "loss_ssim", "loss_grad", "loss_fus", "loss_total"):
         np.testing.assert_allclose(float(ours[name]), golden[name], rtol=1e-4, err_msg=name)
@@ -189,10 +190,10 @@ def test_the_fs_step_can_train_with_stage_rfs_objective(rng):
         "vi": jnp.asarray(rng.random((2, 48, 48, 3), np.float32)),
     }
     params = SuperFusion().init(jax.random.key(0), batch["ir"], batch["vi"])["params"]
-    out = fs_forward(params, batch, variant="faithful")
+    out = fs_forward(params, batch, variant=FAITHFUL)
     for weights in ((), (1.0, 0.0, 0.0)):
         total, terms = fs_loss_fn(
-            params, batch, variant="faithful", objective="rf", objective_weights=weights
+            params, batch, variant=FAITHFUL, objective="rf", objective_weights=weights
         )
         expected = fusion_loss_rf(
             out["ir_y"], out["vi_y"], out["fused_y"], **({"weights": weights} if weights else {})

@@ -9,6 +9,7 @@ from flax import traverse_util
 
 from superfusion_jax.convert.official import load_official
 from superfusion_jax.models.superfusion import SuperFusion
+from superfusion_jax.models.variants import CORRECTED, FAITHFUL, Variant
 from tests.conftest import PARITY, require
 
 
@@ -18,7 +19,7 @@ def official_variables():
     return variables
 
 
-def _init(variant: str, seed: int = 0, size=(16, 16)):
+def _init(variant: Variant, seed: int = 0, size=(16, 16)):
     x = jnp.zeros((1, *size, 3), jnp.float32)
     return SuperFusion(variant).init(jax.random.key(seed), x, x)
 
@@ -31,7 +32,7 @@ def test_train_mode_batch_stats_match_release(official_variables):
     nhwc = {k: np.transpose(batch[k], (0, 2, 3, 1)) for k in ("ir", "vi", "ir_warp", "vi_warp")}
     ir_stack = np.concatenate([nhwc["ir_warp"], nhwc["ir"]])
     vi_stack = np.concatenate([nhwc["vi"], nhwc["vi_warp"]])
-    model = SuperFusion("faithful")
+    model = SuperFusion(FAITHFUL)
 
     def forward(mdl, ir, vi):
         return mdl.dense_matcher(ir, vi, "bi", train=True)
@@ -52,7 +53,7 @@ def test_train_mode_batch_stats_match_release(official_variables):
 def test_any_size_and_batch(official_variables):
     """Sizes that are not multiples of 8 work, and a batch equals its elements run alone."""
     rng = np.random.default_rng()
-    model = SuperFusion("faithful")
+    model = SuperFusion(FAITHFUL)
     run = jax.jit(lambda v, a, b: model.apply(v, a, b, method="register_and_fuse"))
     ir = rng.random((2, 37, 45, 3), np.float32)
     vi = rng.random((2, 37, 45, 3), np.float32)
@@ -71,7 +72,7 @@ def test_full_size_odd_shapes(official_variables, size):
     rng = np.random.default_rng()
     ir = rng.random((1, *size, 3), np.float32)
     vi = rng.random((1, *size, 3), np.float32)
-    out = SuperFusion("faithful").apply(official_variables, ir, vi, method="register_and_fuse")
+    out = SuperFusion(FAITHFUL).apply(official_variables, ir, vi, method="register_and_fuse")
     assert out["disp"].shape == (1, *size, 2) and out["fused"].shape == (1, *size, 3)
     assert all(np.isfinite(v).all() for v in out.values())
 
@@ -80,11 +81,11 @@ def test_padding_crops_back_to_the_same_pixel_displacement():
     """An image whose size needs padding gives, on its own pixels, the displacement that the
     network computes on the explicitly padded image."""
     rng = np.random.default_rng()
-    variables = _init("corrected")
+    variables = _init(CORRECTED)
     ir = rng.random((1, 20, 27, 3), np.float32)
     vi = rng.random((1, 20, 27, 3), np.float32)
     pad = ((0, 0), (0, 4), (0, 5), (0, 0))
-    model = SuperFusion("corrected")
+    model = SuperFusion(CORRECTED)
     register = jax.jit(lambda a, b: model.apply(variables, a, b, method="register")["disp"])
     small = register(ir, vi)
     big = register(np.pad(ir, pad, mode="edge"), np.pad(vi, pad, mode="edge"))
@@ -101,7 +102,7 @@ def test_corrected_variant_applies_direction_attention(official_variables):
     rng = np.random.default_rng()
     ir = rng.random((1, 12, 14, 3), np.float32)
     vi = rng.random((1, 12, 14, 3), np.float32)
-    for variant, depends in (("corrected", False), ("faithful", True)):
+    for variant, depends in ((CORRECTED, False), (FAITHFUL, True)):
         variables = official_variables
         params = traverse_util.flatten_dict(variables["params"])
         params[("fusion_net", "gsam", "attention_2", "conv", "bias")] = jnp.full((4,), -50.0)
@@ -111,14 +112,14 @@ def test_corrected_variant_applies_direction_attention(official_variables):
         model = SuperFusion(variant)
         a = model.apply(base, ir, vi, method="fuse")["fused"]
         b = model.apply(moved, ir, vi, method="fuse")["fused"]
-        assert (np.abs(a - b).max() > 1e-3) == depends, (variant, np.abs(a - b).max())
+        assert (np.abs(a - b).max() > 1e-3) == depends, (variant.name, np.abs(a - b).max())
 
 
 def test_corrected_zero_displacement_is_identity_faithful_is_not():
     rng = np.random.default_rng()
     img = jnp.asarray(rng.random((1, 9, 11, 3), np.float32))
     zero = jnp.zeros((1, 9, 11, 2))
-    for variant, identity in (("corrected", True), ("faithful", False)):
+    for variant, identity in ((CORRECTED, True), (FAITHFUL, False)):
         out = SuperFusion(variant).apply({}, img, zero, method="warp")
         assert np.allclose(out, img, atol=1e-6) == identity
 
@@ -133,11 +134,11 @@ def test_gradients_match_finite_differences():
     with jax.enable_x64(True):
         variables = jax.tree_util.tree_map(
             lambda v: jnp.asarray(v, jnp.float64) if jnp.issubdtype(v.dtype, jnp.floating) else v,
-            _init("faithful", seed=int(rng.integers(1 << 30))),
+            _init(FAITHFUL, seed=int(rng.integers(1 << 30))),
         )
         ir = jnp.asarray(rng.random((1, 16, 16, 3)))
         vi = jnp.asarray(rng.random((1, 16, 16, 3)))
-        model = SuperFusion("faithful")
+        model = SuperFusion(FAITHFUL)
 
         def loss(params):
             out = model.apply({**variables, "params": params}, ir, vi, method="register_and_fuse")

@@ -11,6 +11,7 @@ import pytest
 
 from superfusion_jax.convert.official import load_official
 from superfusion_jax.inference import Pipeline
+from superfusion_jax.models.variants import FAITHFUL
 from tests.conftest import MSRS, PARITY, require
 from tests.helpers import read_rgb
 
@@ -18,7 +19,7 @@ from tests.helpers import read_rgb
 @pytest.fixture(scope="module")
 def pipeline():
     variables, _ = load_official(require(PARITY / "weights_seed0.pth"))
-    return Pipeline(variables, "faithful")
+    return Pipeline(variables, FAITHFUL)
 
 
 @pytest.fixture(scope="module")
@@ -68,5 +69,5 @@ def test_padding_is_an_option_that_changes_the_field(odd_size_golden):
     """pad_multiple=8 (corrected's default) is a different function at this size."""
     crops, golden = odd_size_golden
     variables, _ = load_official(require(PARITY / "weights_seed0.pth"))
-    out = Pipeline(variables, "faithful", pad_multiple=8).register(crops["ir_warp"], crops["vi"])
+    out = Pipeline(variables, FAITHFUL, pad_multiple=8).register(crops["ir_warp"], crops["vi"])
     assert np.abs(out["disp"] - golden["disp"]).max() > 1e-2

@@ -8,6 +8,7 @@ import pytest
 
 from superfusion_jax.evaluation.registration_metrics import sampling_positions
 from superfusion_jax.inference import Pipeline
+from superfusion_jax.models.variants import CORRECTED, FAITHFUL
 from superfusion_jax.registration import geometry, methods, search
 
 SHAPE = (96, 128)
@@ -81,12 +82,12 @@ def test_no_overlap_found_falls_back_to_the_identity_and_says_so():
     np.testing.assert_array_equal(out["positions"][0], geometry.level_points(SHAPE, SHAPE))
 
 
-@pytest.mark.parametrize("variant", ["faithful", "corrected"])
+@pytest.mark.parametrize("variant", [FAITHFUL, CORRECTED], ids=lambda v: v.name)
 def test_pipeline_disp_follows_the_variants_base_grid(registered, variant):
     fixed, moving, out = registered
     pipe = Pipeline.training_free("global", variant=variant)
     result = pipe.register(_rgb(moving), _rgb(fixed))
-    grid_quirk = variant == "faithful"
+    grid_quirk = variant.align_corners_base_grid
     positions = sampling_positions(jnp.asarray(result["disp"]), grid_quirk)
     np.testing.assert_allclose(positions[0], out["positions"][0], atol=2e-3)
     assert result["ir_reg"].shape == (1, *SHAPE, 3) and bool(result["registration_ok"][0])

@@ -33,6 +33,7 @@ SCRIPT = textwrap.dedent(
     from flax import traverse_util
     from jax.sharding import PartitionSpec
     from superfusion_jax.data.misalign import misalign_batch
+    from superfusion_jax.models.variants import FAITHFUL
     from superfusion_jax.training import mesh as meshes, steps
     from superfusion_jax.training.state import create_train_state, fresh_variables
 
@@ -46,16 +47,16 @@ SCRIPT = textwrap.dedent(
 
     batches = [{"ir": np.repeat(images(1), 3, axis=-1), "vi": images(3)} for _ in range(2)]
     tx = optax.chain(optax.clip_by_global_norm(5.0), optax.sgd(0.05))
-    variables = fresh_variables("faithful", seed=0)
+    variables = fresh_variables(FAITHFUL, seed=0)
     out = {}
     for n in (4, 1):
         mesh = meshes.make_mesh(jax.devices()[:n])
         state = create_train_state(
-            variant="faithful", optimizer=tx, seed=0, init_variables=variables
+            variant=FAITHFUL, optimizer=tx, seed=0, init_variables=variables
         )
         state = meshes.replicate(state, mesh)
         step = meshes.jit_step(
-            functools.partial(steps.rf_step, variant="faithful", optimizer=tx), mesh
+            functools.partial(steps.rf_step, variant=FAITHFUL, optimizer=tx), mesh
         )
         for i, batch in enumerate(batches):
             placed = meshes.shard_batch(batch, mesh)
@@ -78,7 +79,7 @@ SCRIPT = textwrap.dedent(
     warped = jax.device_get(misalign_batch(jax.random.key(1), batches[0]))
 
     def grads_of(params, batch_stats, batch):
-        loss = lambda p: steps.rf_loss_fn(p, batch_stats, batch, variant="faithful")[0]
+        loss = lambda p: steps.rf_loss_fn(p, batch_stats, batch, variant=FAITHFUL)[0]
         return jax.grad(loss)(params)
 
     def save_grads(prefix, grads):

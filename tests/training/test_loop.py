@@ -25,6 +25,7 @@ from configs import demo
 from superfusion_jax.data.misalign import MisalignConfig
 from superfusion_jax.data.synthetic import SyntheticPairs
 from superfusion_jax.io.model_files import load_model
+from superfusion_jax.models.variants import FAITHFUL
 from superfusion_jax.ops.displacement import base_grid_pixels, pixels_to_disp
 from superfusion_jax.training import loop
 from superfusion_jax.training.checkpoints import CHECKPOINTS_DIR, MODEL_LINK
@@ -337,7 +338,7 @@ def test_train_py_demo_runs_and_exports_a_loadable_model(tmp_path, jax_cache, re
     assert returncode == 0, stderr[-3000:]
 
     pipeline = Pipeline.from_checkpoint(tmp_path / MODEL_LINK)
-    assert pipeline.variant == "faithful"
+    assert pipeline.variant == FAITHFUL
     lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
     evals = [line for line in lines if "eval/epe_px" in line]
     assert len(evals) == 2 and evals[-1].startswith('{"step": 3')
@@ -372,7 +373,7 @@ def test_init_checkpoint_reads_every_checkpoint_form(tmp_path, caplog):
     save_flat(tmp_path / "m.npz", variables, {"variant": "corrected"})
     save_model(tmp_path / "m", variables, {"variant": "corrected"})
     for source in (tmp_path / "m.npz", tmp_path / "m"):
-        start = superfusion_init_variables(str(source), "faithful")
+        start = superfusion_init_variables(str(source), FAITHFUL)
         np.testing.assert_array_equal(start["params"]["w"], variables["params"]["w"])
     assert "holds 'corrected' weights; training them as 'faithful'" in caplog.text
-    assert superfusion_init_variables("", "faithful") is None
+    assert superfusion_init_variables("", FAITHFUL) is None

@@ -22,11 +22,12 @@ from superfusion_jax.io.model_files import load_model, save_model
 from superfusion_jax.losses.semantic import semantic_loss
 from superfusion_jax.models.bisenet import BiSeNet, apply_segmenter
 from superfusion_jax.models.bisenet import fresh_variables as fresh_bisenet
+from superfusion_jax.models.variants import FAITHFUL
 from superfusion_jax.training import loop, steps
 from superfusion_jax.training.optimizer import make_optimizer
 from superfusion_jax.training.state import create_train_state, fresh_variables
 
-VARIANT = "faithful"
+VARIANT = FAITHFUL
 
 
 @pytest.fixture(scope="module")
@@ -195,4 +196,4 @@ def test_train_and_evaluate_stage_fs_with_the_semantic_term(tmp_path, segmenter)
     assert [entry["step"] for entry in logged] == [1, 2]
     assert all(0 < entry["train/loss_semantic"] <= 1.25 for entry in logged)
     _, meta = load_model(tmp_path / "run" / "model")
-    assert meta["step"] == 2 and meta["stage"] == "FS" and meta["variant"] == VARIANT
+    assert meta["step"] == 2 and meta["stage"] == "FS" and meta["variant"] == VARIANT.name

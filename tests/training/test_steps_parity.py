@@ -13,6 +13,7 @@ import torch
 from flax import traverse_util
 
 from superfusion_jax.convert.official import load_official
+from superfusion_jax.models.variants import CORRECTED, FAITHFUL
 from superfusion_jax.ops.warp import warp
 from superfusion_jax.training import steps
 from superfusion_jax.training.optimizer import make_optimizer, release_schedule
@@ -33,7 +34,7 @@ def parity_state():
     """Step-0 state from weights_seed0.pth, with the release's optimiser (lr 1e-3)."""
     variables, _ = load_official(require(PARITY / "weights_seed0.pth"))
     tx = make_optimizer(1e-3)
-    state = create_train_state(variant="faithful", optimizer=tx, seed=0, init_variables=variables)
+    state = create_train_state(variant=FAITHFUL, optimizer=tx, seed=0, init_variables=variables)
     return tx, state
 
 
@@ -61,14 +62,14 @@ def _run_twice(step, state, batch, nan_key):
 @pytest.fixture(scope="module")
 def rf_result(parity_state, golden_batch):
     tx, state = parity_state
-    step = jax.jit(functools.partial(steps.rf_step_on_warped, variant="faithful", optimizer=tx))
+    step = jax.jit(functools.partial(steps.rf_step_on_warped, variant=FAITHFUL, optimizer=tx))
     return _run_twice(step, state, golden_batch, "ir")
 
 
 @pytest.fixture(scope="module")
 def fs_result(parity_state, golden_batch):
     tx, state = parity_state
-    step = jax.jit(functools.partial(steps.fs_step, variant="faithful", optimizer=tx))
+    step = jax.jit(functools.partial(steps.fs_step, variant=FAITHFUL, optimizer=tx))
     return _run_twice(step, state, {k: golden_batch[k] for k in ("ir", "vi")}, "vi")
 
 
@@ -171,9 +172,9 @@ def test_ground_truth_is_converted_to_the_corrected_grid():
     image = jnp.asarray(rng.random((1, 9, 13, 3), np.float32))
     disp = jnp.asarray(rng.normal(0.0, 0.1, (1, 9, 13, 2)).astype(np.float32))
     release = warp(image, disp, align_corners_grid=True)
-    corrected = warp(image, steps.release_disp_to_variant(disp, "corrected"), False)
+    corrected = warp(image, steps.release_disp_to_variant(disp, CORRECTED), False)
     np.testing.assert_allclose(corrected, release, atol=1e-5)
-    assert steps.release_disp_to_variant(disp, "faithful") is disp
+    assert steps.release_disp_to_variant(disp, FAITHFUL) is disp
 
 
 def _torch_reference(params, grads_per_step, lrs_per_epoch, steps_per_epoch, clip, wd):

@@ -44,6 +44,7 @@ from superfusion_jax.data.sources import FirstRecords
 from superfusion_jax.evaluation.segmentation_metrics import class_names
 from superfusion_jax.io.model_files import BISENET
 from superfusion_jax.models.bisenet import fresh_variables
+from superfusion_jax.models.variants import variant_named
 from superfusion_jax.training.init_weights import (
     segmentation_init_variables,
     superfusion_init_variables,
@@ -112,7 +113,8 @@ def make_task(
     check_config(config)
     _require_labels(source, "the training data (config.data)")
     _require_labels(eval_source, "the held-out data (config.eval)")
-    num_classes, input_image, variant = config.num_classes, config.input_image, config.variant
+    num_classes, input_image = config.num_classes, config.input_image
+    variant = variant_named(config.variant)
     schedule = seafusion_schedule(
         config.learning_rate,
         total_steps=num_steps,
@@ -136,7 +138,7 @@ def make_task(
     )
     frozen = None
     if input_image == "fused":
-        fusion = superfusion_init_variables(config.fusion_checkpoint, config.variant)
+        fusion = superfusion_init_variables(config.fusion_checkpoint, variant)
         frozen = {"fusion": {"fusion_net": fusion["params"]["fusion_net"]}}
     held_out = FirstRecords(eval_source, config.eval.num_pairs)
 

@@ -17,6 +17,7 @@ import optax
 from superfusion_jax.data.misalign import MisalignConfig
 from superfusion_jax.io.model_files import load_segmenter
 from superfusion_jax.losses.fusion import FUSION_OBJECTIVES
+from superfusion_jax.models.variants import Variant, variant_named
 from superfusion_jax.training.held_out import (
     HeldOutSet,
     evaluate_registration,
@@ -76,7 +77,7 @@ def make_task(
     the learning-rate policy (num_steps is not used: the policy is in epochs).
     """
     del num_steps
-    stage, variant = config.stage, config.variant
+    stage, variant = config.stage, variant_named(config.variant)
     schedule = release_schedule(
         config.learning_rate, steps_per_epoch, config.n_ep, config.n_ep_decay
     )
@@ -109,13 +110,17 @@ def make_task(
     return Task(
         crop_size=frame_size(config),
         schedule=schedule,
-        step=_step_function(config, optimizer),
+        step=_step_function(config, variant, optimizer),
         frozen=frozen,
         create_state=create_state,
         init_variables=lambda: superfusion_init_variables(config.init_checkpoint, variant),
         images=lambda state: sample_images(_variables(state), held_out, variant=variant),
-        export=lambda state: (_variables(state), {"variant": variant}),
-        evaluate=(lambda state: _evaluate(state, held_out, config)) if stage == "RF" else None,
+        export=lambda state: (_variables(state), {"variant": variant.name}),
+        evaluate=(
+            (lambda state: _evaluate(state, held_out, variant, config.eval.batch_size))
+            if stage == "RF"
+            else None
+        ),
     )
 
 
@@ -136,21 +141,23 @@ def _semantic_weight(config: ml_collections.ConfigDict) -> float:
     return float(config.get("semantic_weight", 0.0))
 
 
-def _step_function(config: ml_collections.ConfigDict, optimizer: optax.GradientTransformation):
+def _step_function(
+    config: ml_collections.ConfigDict, variant: Variant, optimizer: optax.GradientTransformation
+):
     """The stage's step `(state, batch, frozen) -> (state, metrics)`, its keyword arguments
     bound; frozen is the segmentation network's variables (stage FS with a semantic term) or
     None."""
     if config.stage == "FS":
         return functools.partial(
             fs_step,
-            variant=config.variant,
+            variant=variant,
             optimizer=optimizer,
             semantic_weight=_semantic_weight(config),
             objective=config.get("fusion_objective", "fs"),
             objective_weights=tuple(config.get("fusion_weights", ())),
         )
     step = functools.partial(
-        rf_step, variant=config.variant, optimizer=optimizer, misalign=misalign_config(config)
+        rf_step, variant=variant, optimizer=optimizer, misalign=misalign_config(config)
     )
     return lambda state, batch, frozen: step(state, batch)
 
@@ -159,9 +166,9 @@ def _variables(state: TrainState) -> dict:
     return {"params": state.params, "batch_stats": state.batch_stats}
 
 
-def _evaluate(state: TrainState, held_out: HeldOutSet, config: ml_collections.ConfigDict) -> dict:
+def _evaluate(state: TrainState, held_out: HeldOutSet, variant: Variant, batch_size: int) -> dict:
     """{'eval/epe_px', 'eval/epe_identity_px'} (stage RF)."""
     result = evaluate_registration(
-        _variables(state), held_out, variant=config.variant, batch_size=config.eval.batch_size
+        _variables(state), held_out, variant=variant, batch_size=batch_size
     )
     return {f"eval/{name}": value for name, value in result.items()}
