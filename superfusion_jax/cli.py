@@ -581,3 +581,7 @@ def _print_summary(
         for name in report.unregistered
     ]
     print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
