@@ -7,6 +7,10 @@ blurred six times by a Gaussian of sigma 15 px) scaled to at most `max_elastic_p
 `make_pair` returns the warped infrared image and its ground truth in the layout
 `io.ground_truth.read_flow_mat` gives: for each pixel of the warped image, the position in the
 aligned image it shows (pixels, x then y), the `source_px` of `evaluation.registration_metrics`.
+
+`synthetic_infrared` makes a stand-in infrared image from a visible one: the same scene in a
+different modality with an exact alignment, which separates a method's own error from the
+misalignment a real pair's two cameras leave (benchmarks/registration.py, set msrs-synthetic).
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from superfusion_jax.data.misalign import elastic_field
+from superfusion_jax.ops.color import rgb_to_ycbcr
+from superfusion_jax.ops.filters import gaussian_blur
 from superfusion_jax.ops.warp import warp
 from superfusion_jax.registration import geometry
 from superfusion_jax.registration.methods import positions_to_disp
@@ -64,3 +70,29 @@ def make_pair(key: jax.Array, ir: np.ndarray, spec: StressMisalignment):
     """(ir_warp (H, W, C), source_px (H, W, 2)) for an aligned infrared image (H, W, C)."""
     source = source_positions(key, ir.shape[:2], spec)
     return warp_image(ir, source), source
+
+
+def synthetic_infrared(
+    visible: np.ndarray,
+    seed: int,
+    gamma: float = 0.7,
+    blur_sigma: float = 1.5,
+    noise_std: float = 0.02,
+) -> np.ndarray:
+    """A stand-in infrared image of a visible one's scene, aligned exactly.
+
+    visible: (H, W, 3) RGB in [0, 1]. Its luminance Y becomes 1 - Y**gamma (contrast inverted
+    and bent, so no linear intensity map relates the two), blurred by a Gaussian of std
+    `blur_sigma` px (infrared optics are softer; 0: none), plus Gaussian noise of std `noise_std`
+    (seeded), clipped to [0, 1]. Returns (H, W, 3) grey RGB float32, as infrared images are
+    read.
+    """
+    luminance = rgb_to_ycbcr(jnp.asarray(visible, jnp.float32)[None])[0]  # (1, H, W, 1)
+    blurred = 1.0 - luminance**gamma
+    if blur_sigma > 0:
+        size = 2 * int(round(3 * blur_sigma)) + 1
+        blurred = gaussian_blur(blurred, size, blur_sigma, border="replicate")
+    blurred = np.asarray(blurred[0])
+    noise = np.random.default_rng(seed).normal(0.0, noise_std, blurred.shape)
+    grey = np.clip(blurred + noise, 0.0, 1.0).astype(np.float32)
+    return np.repeat(grey, 3, axis=-1)
