@@ -14,7 +14,11 @@ comma-separated list of `name=value` and bare `name` (true) that `parse_arg` rea
 
 from __future__ import annotations
 
+import dataclasses
+
 import ml_collections
+
+from superfusion_jax.losses.registration import RFWeights
 
 
 def get_base_config() -> ml_collections.ConfigDict:
@@ -52,6 +56,9 @@ def get_base_config() -> ml_collections.ConfigDict:
     config.misalign = ml_collections.ConfigDict(
         {"angle": 10.0, "translation": 0.1, "ratio": 1.0, "frame_size": 320}
     )
+    # Stage RF's term weights in its total (losses.registration.RFWeights; the release's). With
+    # fus and ncc at 0, FusionNet is not trained and the DenseMatcher alone is.
+    config.rf_weights = ml_collections.ConfigDict(dataclasses.asdict(RFWeights()))
 
     # Training pairs. source: 'tfds' (a prepared TFDS builder: tfds_name 'msrs' or 'roadscene',
     # split, data_dir, manual_dir = a local copy to prepare from; '' downloads it), 'folder'

@@ -9,6 +9,7 @@ Standard deviations are unbiased (torch's default), means are over every element
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 import flax.struct
@@ -215,6 +216,25 @@ class RFOutputs:
     disp_down8: Array
 
 
+@dataclasses.dataclass(frozen=True)
+class RFWeights:
+    """Weights of stage RF's six terms in its total; the defaults are the release's
+    (`backward_RF`). A term of weight 0 is still computed and reported, not in the total.
+    FusionNet is reached only through `fus` and `ncc`: with both 0 it gets no gradient
+    (`trains_fusion_net`)."""
+
+    reg_img: float = 10.0
+    reg_field: float = 1.0
+    smooth: float = 1.0
+    fus: float = 10.0
+    ncc: float = 1.0
+    border: float = 1.0
+
+    @property
+    def trains_fusion_net(self) -> bool:
+        return self.fus != 0 or self.ncc != 0
+
+
 def rf_losses(
     out: RFOutputs,
     *,
@@ -225,6 +245,7 @@ def rf_losses(
     disp_gt: Array,
     goodmask: Array,
     goodmask_inverse: Array,
+    weights: RFWeights = RFWeights(),
 ) -> dict[str, Array]:
     """Stage-RF loss terms and total of the release's `backward_RF`.
 
@@ -233,7 +254,8 @@ def rf_losses(
     (N, H, W, 1) from `valid_masks(disp_gt)`.
 
     Returns scalars: loss_reg_img, loss_reg_field, loss_smooth, loss_fus, loss_ncc,
-    loss_border and loss_total = 10·reg_img + reg_field + smooth + 10·fus + ncc + border.
+    loss_border and loss_total, their sum weighted by `weights` (the release's:
+    10·reg_img + reg_field + smooth + 10·fus + ncc + border; terms of weight 0 left out).
     """
     ir_reg, vi_reg, ir_warp_fake, vi_warp_fake = (
         out.ir_reg,
@@ -267,20 +289,14 @@ def rf_losses(
     positive = (ir_y > 1e-5) & (vi_y > 1e-5) & (ir_reg_y > 1e-5) & (vi_reg_y > 1e-5)
     loss_ncc = image_loss(out.fused_1, out.fused_2, positive * both)
 
-    loss_total = (
-        10.0 * loss_reg_img
-        + loss_reg_field
-        + loss_smooth
-        + 10.0 * loss_fus
-        + loss_ncc
-        + loss_border
-    )
-    return {
-        "loss_reg_img": loss_reg_img,
-        "loss_reg_field": loss_reg_field,
-        "loss_smooth": loss_smooth,
-        "loss_fus": loss_fus,
-        "loss_ncc": loss_ncc,
-        "loss_border": loss_border,
-        "loss_total": loss_total,
+    terms = {
+        "reg_img": loss_reg_img,
+        "reg_field": loss_reg_field,
+        "smooth": loss_smooth,
+        "fus": loss_fus,
+        "ncc": loss_ncc,
+        "border": loss_border,
     }
+    weighted = [getattr(weights, k) * v for k, v in terms.items() if getattr(weights, k) != 0]
+    total = sum(weighted, jnp.zeros((), loss_reg_img.dtype))
+    return {**{f"loss_{k}": v for k, v in terms.items()}, "loss_total": total}

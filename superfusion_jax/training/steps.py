@@ -29,6 +29,7 @@ from superfusion_jax.data.misalign import MisalignConfig, misalign_batch
 from superfusion_jax.losses.fusion import FUSION_OBJECTIVES
 from superfusion_jax.losses.registration import (
     RFOutputs,
+    RFWeights,
     pair_luminance,
     rf_losses,
     valid_masks,
@@ -89,14 +90,20 @@ def rf_forward(
 
 
 def rf_loss_fn(
-    params: dict, batch_stats: dict, batch: dict, *, variant: Variant
+    params: dict,
+    batch_stats: dict,
+    batch: dict,
+    *,
+    variant: Variant,
+    weights: RFWeights = RFWeights(),
 ) -> tuple[Array, tuple[dict, dict]]:
     """Stage-RF loss of the release (`train_forward_RF` + `backward_RF`), networks in train mode.
 
     params, batch_stats: SuperFusion variables; batch: `ir`, `vi`, `ir_warp`, `vi_warp`
     (B, H, W, 3) and `disp` (B, H, W, 2) (H, W > 45 for the smoothness windows). The DenseMatcher
     sees the stacked pairs [(ir_warp, vi); (ir, vi_warp)] in both directions; BatchNorm uses batch
-    statistics and updates its running statistics (twice: once per direction).
+    statistics and updates its running statistics (twice: once per direction). weights: the
+    terms' weights (the release's by default).
     Returns (loss_total, (terms of `rf_losses`, new batch_stats)).
     """
     model = SuperFusion(variant)
@@ -122,6 +129,7 @@ def rf_loss_fn(
         disp_gt=disp_gt,
         goodmask=goodmask,
         goodmask_inverse=goodmask_inverse,
+        weights=weights,
     )
     return terms["loss_total"], (terms, updated["batch_stats"])
 
@@ -175,19 +183,26 @@ def guarded_update(
 
 
 def rf_step_on_warped(
-    state: TrainState, batch: dict, *, variant: Variant, optimizer: optax.GradientTransformation
+    state: TrainState,
+    batch: dict,
+    *,
+    variant: Variant,
+    optimizer: optax.GradientTransformation,
+    weights: RFWeights = RFWeights(),
 ) -> tuple[TrainState, dict]:
     """One stage-RF update (`update_RF`) on a batch that already holds `ir_warp`, `vi_warp` and
-    `disp` (see `rf_loss_fn`): both networks, each with its own clipped Adam.
+    `disp` (see `rf_loss_fn`): both networks, each with its own clipped Adam (the DenseMatcher
+    alone when `weights` give FusionNet no gradient).
 
-    Returns (new state, metrics): every `rf_losses` term, `grad_norm_dense_matcher`,
-    `grad_norm_fusion_net` (before clipping) and `nonfinite` (then the state is returned as is).
+    Returns (new state, metrics): every `rf_losses` term, `grad_norm_<network>` of each trained
+    network (before clipping) and `nonfinite` (then the state is returned as is).
     """
     grad_fn = jax.value_and_grad(rf_loss_fn, has_aux=True)
     (_, (terms, batch_stats)), grads = grad_fn(
-        state.params, state.batch_stats, batch, variant=variant
+        state.params, state.batch_stats, batch, variant=variant, weights=weights
     )
-    return _apply_gradients(state, grads, batch_stats, terms, optimizer, NETWORKS)
+    trained = NETWORKS if weights.trains_fusion_net else ("dense_matcher",)
+    return _apply_gradients(state, grads, batch_stats, terms, optimizer, trained)
 
 
 def rf_step(
@@ -197,12 +212,13 @@ def rf_step(
     variant: Variant,
     optimizer: optax.GradientTransformation,
     misalign: MisalignConfig = MisalignConfig(),
+    weights: RFWeights = RFWeights(),
 ) -> tuple[TrainState, dict]:
     """One stage-RF update on aligned pairs `ir`, `vi` (B, H, W, 3): misalign them with the key
     fold_in(state.rng, state.step) (`misalign_batch`), then `rf_step_on_warped`."""
     key = jax.random.fold_in(state.rng_key(), state.step)
     batch = misalign_batch(key, batch, misalign)
-    return rf_step_on_warped(state, batch, variant=variant, optimizer=optimizer)
+    return rf_step_on_warped(state, batch, variant=variant, optimizer=optimizer, weights=weights)
 
 
 def fs_forward(params: dict, batch: dict, *, variant: Variant) -> dict:

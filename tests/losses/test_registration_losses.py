@@ -15,6 +15,7 @@ import torch.nn.functional as F
 
 from superfusion_jax.losses.registration import (
     RFOutputs,
+    RFWeights,
     border_suppression,
     field_loss,
     gradient_loss,
@@ -304,3 +305,33 @@ def test_rf_losses_match_release(rng):
         float(t_border(nchw(ir), nchw(goodmask))),
         rtol=1e-6,
     )
+
+
+def test_rf_weights_weigh_the_total_and_leave_zero_terms_out(rng):
+    img = lambda: jnp.asarray(images_with_dark_regions(rng, (N, H, W, 3)))
+    disp_gt = jnp.asarray(smooth_field(rng, N, scale=0.05))
+    goodmask, inverse = valid_masks(disp_gt)
+    y = lambda: img()[..., :1]
+    field = lambda n: jnp.asarray(smooth_field(rng, n, 0.05))
+    out = RFOutputs(
+        **{k: img() for k in ("ir_reg", "vi_reg", "ir_warp_fake", "vi_warp_fake")},
+        **{k: y() for k in ("ir_y", "vi_y", "ir_reg_y", "vi_reg_y", "fused_1", "fused_2")},
+        disp_vis2ir_1=field(N),
+        disp_ir2vis_2=field(N),
+        **{f"disp_down{f}": field(2 * N) for f in (2, 4, 8)},
+    )
+    images = {k: img() for k in ("ir", "vi", "ir_warp", "vi_warp")}
+    kwargs = dict(**images, disp_gt=disp_gt, goodmask=goodmask, goodmask_inverse=inverse)
+    release = rf_losses(out, **kwargs)
+    terms = {k[5:]: float(v) for k, v in release.items() if k != "loss_total"}
+    want = sum(getattr(RFWeights(), k) * v for k, v in terms.items())
+    np.testing.assert_allclose(float(release["loss_total"]), want, rtol=1e-6)
+    matcher_only = RFWeights(reg_field=10.0, fus=0.0, ncc=0.0)
+    assert not matcher_only.trains_fusion_net and RFWeights().trains_fusion_net
+    custom = rf_losses(out, **kwargs, weights=matcher_only)
+    want = 10 * terms["reg_img"] + 10 * terms["reg_field"] + terms["smooth"] + terms["border"]
+    np.testing.assert_allclose(float(custom["loss_total"]), want, rtol=1e-6)
+    grad = jax.grad(
+        lambda f: rf_losses(out.replace(fused_1=f), **kwargs, weights=matcher_only)["loss_total"]
+    )(out.fused_1)
+    assert not np.any(np.asarray(grad))

@@ -13,6 +13,7 @@ import torch
 from flax import traverse_util
 
 from superfusion_jax.convert.official import load_official
+from superfusion_jax.losses.registration import RFWeights
 from superfusion_jax.models.variants import CORRECTED, FAITHFUL
 from superfusion_jax.ops.warp import warp
 from superfusion_jax.training import steps
@@ -64,6 +65,17 @@ def rf_result(parity_state, golden_batch):
     tx, state = parity_state
     step = jax.jit(functools.partial(steps.rf_step_on_warped, variant=FAITHFUL, optimizer=tx))
     return _run_twice(step, state, golden_batch, "ir")
+
+
+@pytest.fixture(scope="module")
+def rf_matcher_only(parity_state, golden_batch):
+    """The step with the DenseMatcher-only weights (no fusion terms, field term x 10)."""
+    tx, state = parity_state
+    weights = RFWeights(reg_field=10.0, fus=0.0, ncc=0.0)
+    step = functools.partial(
+        steps.rf_step_on_warped, variant=FAITHFUL, optimizer=tx, weights=weights
+    )
+    return jax.device_get(jax.jit(step)(state, golden_batch))
 
 
 @pytest.fixture(scope="module")
@@ -127,6 +139,27 @@ def test_rf_step_updates_both_networks_and_stays_finite(rf_result, parity_state)
     for key, value in new_params.items():
         moved = np.abs(value - old_params[key])
         assert moved.max() <= 1.01e-3 and np.median(moved) > 5e-4, key
+
+
+@pytest.mark.slow
+def test_rf_step_with_matcher_only_weights_trains_the_matcher_alone(
+    rf_matcher_only, parity_state, golden
+):
+    _, old = parity_state
+    state, metrics = rf_matcher_only
+    _assert_trees_equal(old.params["fusion_net"], state.params["fusion_net"])
+    assert "grad_norm_fusion_net" not in metrics
+    matcher_old = jax.tree_util.tree_leaves(old.params["dense_matcher"])
+    matcher_new = jax.tree_util.tree_leaves(state.params["dense_matcher"])
+    assert all(not np.array_equal(a, b) for a, b in zip(matcher_old, matcher_new, strict=True))
+    # The same forward as the release's step; only the total is weighted differently.
+    for name in ("loss_reg_img", "loss_reg_field", "loss_smooth", "loss_fus", "loss_ncc"):
+        np.testing.assert_allclose(float(metrics[name]), golden["rf_step"][name], rtol=1e-4)
+    want = sum(
+        w * float(metrics[f"loss_{k}"])
+        for k, w in (("reg_img", 10), ("reg_field", 10), ("smooth", 1), ("border", 1))
+    )
+    np.testing.assert_allclose(float(metrics["loss_total"]), want, rtol=1e-5)
 
 
 @pytest.mark.slow

@@ -17,6 +17,7 @@ import optax
 from superfusion_jax.data.misalign import MisalignConfig
 from superfusion_jax.io.model_files import load_segmenter
 from superfusion_jax.losses.fusion import FUSION_OBJECTIVES
+from superfusion_jax.losses.registration import RFWeights
 from superfusion_jax.models.variants import Variant, variant_named
 from superfusion_jax.training.held_out import (
     HeldOutSet,
@@ -157,7 +158,11 @@ def _step_function(
             objective_weights=tuple(config.get("fusion_weights", ())),
         )
     step = functools.partial(
-        rf_step, variant=variant, optimizer=optimizer, misalign=misalign_config(config)
+        rf_step,
+        variant=variant,
+        optimizer=optimizer,
+        misalign=misalign_config(config),
+        weights=RFWeights(**config.get("rf_weights", {})),
     )
     return lambda state, batch, frozen: step(state, batch)
 
