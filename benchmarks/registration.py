@@ -4,6 +4,8 @@
     python benchmarks/registration.py --set msrs-synthetic    # the same, synthetic infrared
     python benchmarks/registration.py --set stress            # the stress set (RoadScene, TNO)
     python benchmarks/registration.py --methods global --drift --out results/registration.json
+    python benchmarks/registration.py --set msrs-synthetic --methods global,global+network \
+        --checkpoint runs/residual/model                      # a trained DenseMatcher
 
 msrs: ../shared/data/msrs_test (ir_warp onto vi against flow/). msrs-synthetic: the same visible
 images and ground-truth fields, the infrared replaced by `data.stress.synthetic_infrared` of the
@@ -18,6 +20,8 @@ EPE mean over all pixels and over the covered pixels (those that are some pixel'
 median, % under 1/3/5 px, folded pixels %; seconds per pair after compilation (median).
 --drift adds, per method, how far it moves the ALIGNED pair (ir onto vi; mean px): where the
 method finds the two images' content agreeing, against the dataset's alignment (0 px).
+'network' and 'global+network' (the DenseMatcher alone, or behind the global stage) run the
+DenseMatcher of --checkpoint through `inference.Pipeline`, as `superfusion register` does.
 Prints a Markdown table; --out also writes every figure as JSON.
 """
 
@@ -40,8 +44,10 @@ from superfusion_jax.data.stress import (
     warp_image,
 )
 from superfusion_jax.evaluation import registration_metrics as rm
+from superfusion_jax.inference import NETWORK_REGISTRATIONS, Pipeline
 from superfusion_jax.io.ground_truth import read_flow_mat
 from superfusion_jax.io.images import read_image
+from superfusion_jax.ops.displacement import base_grid_pixels, disp_to_pixels
 from superfusion_jax.registration import geometry, methods
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -138,9 +144,29 @@ def aligned_drift(positions: np.ndarray) -> float:
     return float(np.mean(np.linalg.norm(positions - identity, axis=-1)))
 
 
-def run_method(method: str, pairs: list[dict], drift: bool) -> tuple[list[dict], list[float]]:
+def network_positions(pipeline: Pipeline, ir: np.ndarray, vi: np.ndarray) -> np.ndarray:
+    """Sampling positions (H, W, 2), pixels, of a network registration of ir (H, W, 3) onto vi."""
+    disp = jnp.asarray(pipeline.register(ir[None], vi[None])["disp"])
+    pixels = disp_to_pixels(disp, pipeline.variant.align_corners_base_grid)[0]
+    return np.asarray(base_grid_pixels(*ir.shape[:2]) + pixels)
+
+
+def run_method(
+    method: str, pairs: list[dict], drift: bool, checkpoint: Path | None
+) -> tuple[list[dict], list[float]]:
     rows, seconds = [], []
-    settings = methods.settings_for(method) if method in methods.METHODS else None
+    if method in NETWORK_REGISTRATIONS:
+        if checkpoint is None:
+            raise SystemExit(f"method {method!r} needs --checkpoint (a trained DenseMatcher)")
+        pipeline = Pipeline.from_checkpoint(checkpoint, registration=method)
+        register = lambda ir, vi: network_positions(pipeline, ir, vi)
+    elif method in methods.METHODS:
+        settings = methods.settings_for(method)
+        register = lambda ir, vi: np.asarray(
+            methods.register(ir[None], vi[None], settings)["positions"][0]
+        )
+    else:
+        register = None
     for pair in pairs:
         h, w = pair["vi"].shape[:2]
         start = time.perf_counter()
@@ -149,13 +175,11 @@ def run_method(method: str, pairs: list[dict], drift: bool) -> tuple[list[dict],
         elif method == "affine floor":
             positions = affine_floor(pair["source_px"])
         else:
-            out = methods.register(pair["ir_warp"][None], pair["vi"][None], settings)
-            positions = np.asarray(out["positions"][0])
+            positions = register(pair["ir_warp"], pair["vi"])
             seconds.append(time.perf_counter() - start)
         rows.append(score(positions, pair))
-        if drift and method in methods.METHODS:
-            aligned = methods.register(pair["ir"][None], pair["vi"][None], settings)
-            rows[-1]["aligned_drift_px"] = aligned_drift(np.asarray(aligned["positions"][0]))
+        if drift and register is not None:
+            rows[-1]["aligned_drift_px"] = aligned_drift(register(pair["ir"], pair["vi"]))
     return rows, seconds
 
 
@@ -166,6 +190,9 @@ def main() -> None:
     parser.add_argument("--methods", default="identity,affine floor,global,optimize")
     parser.add_argument("--drift", action="store_true", help="also register the aligned pairs")
     parser.add_argument("--out", type=Path, help="write the figures as JSON here")
+    parser.add_argument(
+        "--checkpoint", type=Path, help="the DenseMatcher of 'network' and 'global+network'"
+    )
     args = parser.parse_args()
 
     sets = {
@@ -180,7 +207,7 @@ def main() -> None:
     print("| " + " | ".join(header) + " |\n|" + "---|" * len(header))
     results = {}
     for method in args.methods.split(","):
-        rows, seconds = run_method(method, pairs, args.drift)
+        rows, seconds = run_method(method, pairs, args.drift, args.checkpoint)
         values = {k: [r[k] for r in rows if k in r] for k in columns}
         mean = {k: float(np.mean(v)) if v else float("nan") for k, v in values.items()}
         worst = max(r["epe_mean_px"] for r in rows)

@@ -84,6 +84,9 @@ def get_base_config() -> ml_collections.ConfigDict:
             # each image of a pair gets x ** gamma, gamma uniform in [1, darken_max_gamma].
             "darken_probability": 0.0,
             "darken_max_gamma": 3.0,
+            # True: each infrared image is replaced by data.stress.synthetic_infrared of its
+            # visible image (exactly aligned pairs; data.sources.SyntheticInfrared).
+            "synthetic_infrared": False,
         }
     )
 
@@ -104,6 +107,7 @@ def get_base_config() -> ml_collections.ConfigDict:
             "synthetic_pairs": 16,
             "synthetic_size": 320,
             "synthetic_seed": 1_000_003,
+            "synthetic_infrared": config.data.get_ref("synthetic_infrared"),
             "num_pairs": 16,
             "batch_size": 4,
             "seed": 0,

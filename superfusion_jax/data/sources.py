@@ -1,7 +1,8 @@
 """The random-access record sources a training run reads (`make_source`): synthetic scenes,
-aligned pairs in folders, or a prepared TFDS dataset; and `FirstRecords`, the first few records
-of one (a held-out set). Each source reads a record when it is asked for (see each source for
-its keys: `ir`, `vi` and, where labelled, `label`).
+aligned pairs in folders, or a prepared TFDS dataset, optionally with `SyntheticInfrared` in
+place of their infrared images; and `FirstRecords`, the first few records of one (a held-out
+set). Each source reads a record when it is asked for (see each source for its keys: `ir`, `vi`
+and, where labelled, `label`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import ml_collections
 from jax.experimental import multihost_utils
 
 from superfusion_jax.data.folders import PairedFolderSource
+from superfusion_jax.data.stress import synthetic_infrared
 from superfusion_jax.data.synthetic import SyntheticPairs
 
 SOURCES = ("synthetic", "folder", "tfds")
@@ -40,8 +42,15 @@ def make_source(spec: ml_collections.ConfigDict) -> Sequence[dict]:
     spec.source: 'synthetic' (`SyntheticPairs(synthetic_pairs, synthetic_size,
     synthetic_size, synthetic_seed)`), 'folder' (`PairedFolderSource(ir_dir, vi_dir,
     label_dir or None)`) or 'tfds' (builder `tfds_name` 'msrs' / 'roadscene' prepared in
-    data_dir from manual_dir ('' downloads), split `split`).
+    data_dir from manual_dir ('' downloads), split `split`); spec.synthetic_infrared True
+    wraps it in `SyntheticInfrared`.
     """
+    source = _make_base_source(spec)
+    return SyntheticInfrared(source) if spec.get("synthetic_infrared", False) else source
+
+
+def _make_base_source(spec: ml_collections.ConfigDict) -> Sequence[dict]:
+    """The pairs of `make_source` as read (no `SyntheticInfrared`)."""
     check_source(spec, "spec")
     if spec.source == "synthetic":
         size = spec.synthetic_size
@@ -80,3 +89,22 @@ class FirstRecords(Sequence):
         if not 0 <= index < self.count:
             raise IndexError(f"record {index} out of range [0, {self.count})")
         return self.source[index]
+
+
+class SyntheticInfrared(Sequence):
+    """A source's records with `ir` replaced by `data.stress.synthetic_infrared` of their `vi`
+    (seed = the record's index): pairs whose two images are aligned exactly, where real pairs'
+    cameras leave 1-3 px of their own (docs/registration.md). Training the registration on
+    them gives it exact targets at the residual scale; other keys pass unchanged.
+    """
+
+    def __init__(self, source: Sequence[dict]) -> None:
+        self.source = source
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def __getitem__(self, index: int) -> dict:
+        record = dict(self.source[index])
+        record["ir"] = synthetic_infrared(record["vi"], seed=index)
+        return record
