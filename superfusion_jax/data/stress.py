@@ -20,10 +20,10 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 import numpy as np
+from scipy import ndimage
 
 from superfusion_jax.data.misalign import elastic_field
-from superfusion_jax.ops.color import rgb_to_ycbcr
-from superfusion_jax.ops.filters import gaussian_blur
+from superfusion_jax.ops.color import LUMA_WEIGHTS
 from superfusion_jax.ops.warp import warp
 from superfusion_jax.registration import geometry
 from superfusion_jax.registration.methods import positions_to_disp
@@ -81,18 +81,21 @@ def synthetic_infrared(
 ) -> np.ndarray:
     """A stand-in infrared image of a visible one's scene, aligned exactly.
 
-    visible: (H, W, 3) RGB in [0, 1]. Its luminance Y becomes 1 - Y**gamma (contrast inverted
-    and bent, so no linear intensity map relates the two), blurred by a Gaussian of std
-    `blur_sigma` px (infrared optics are softer; 0: none), plus Gaussian noise of std `noise_std`
-    (seeded), clipped to [0, 1]. Returns (H, W, 3) grey RGB float32, as infrared images are
-    read.
+    visible: (H, W, 3) RGB in [0, 1]. Its luminance Y (`ops.color.rgb_to_ycbcr`'s) becomes
+    1 - Y**gamma (contrast inverted and bent, so no linear intensity map relates the two),
+    blurred by a Gaussian of std `blur_sigma` px over 2 round(3 sigma) + 1 taps with the edge
+    pixels repeated (`ops.filters.gaussian_blur`'s 'replicate'; infrared optics are softer;
+    0: none), plus Gaussian noise of std `noise_std` (seeded), clipped to [0, 1]. Returns
+    (H, W, 3) grey RGB float32, as infrared images are read. NumPy and SciPy on the host: a
+    training source calls it for images of every size, where a jitted blur would compile once
+    per size.
     """
-    luminance = rgb_to_ycbcr(jnp.asarray(visible, jnp.float32)[None])[0]  # (1, H, W, 1)
+    rgb = np.asarray(visible, np.float32)
+    luminance = np.clip(rgb @ np.asarray(LUMA_WEIGHTS, np.float32), 0.0, 1.0)
     blurred = 1.0 - luminance**gamma
     if blur_sigma > 0:
-        size = 2 * int(round(3 * blur_sigma)) + 1
-        blurred = gaussian_blur(blurred, size, blur_sigma, border="replicate")
-    blurred = np.asarray(blurred[0])
+        radius = int(round(3 * blur_sigma))
+        blurred = ndimage.gaussian_filter(blurred, blur_sigma, mode="nearest", radius=radius)
     noise = np.random.default_rng(seed).normal(0.0, noise_std, blurred.shape)
     grey = np.clip(blurred + noise, 0.0, 1.0).astype(np.float32)
-    return np.repeat(grey, 3, axis=-1)
+    return np.repeat(grey[..., None], 3, axis=-1)

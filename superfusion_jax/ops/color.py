@@ -9,6 +9,9 @@ import jax.numpy as jnp
 
 from superfusion_jax.ops.kinks import torch_clamp
 
+# Y = 0.299 R + 0.587 G + 0.114 B (the release's luma, ITU-R BT.601).
+LUMA_WEIGHTS = (0.299, 0.587, 0.114)
+
 
 def rgb_to_ycbcr(rgb: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
     """Split an RGB image into luma and chroma, each clamped to [0, 1] (torch clamp derivatives).
@@ -23,7 +26,7 @@ def rgb_to_ycbcr(rgb: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
       (y, cb, cr), each (N, H, W, 1) in [0, 1].
     """
     r, g, b = rgb[..., 0:1], rgb[..., 1:2], rgb[..., 2:3]
-    y = 0.299 * r + 0.587 * g + 0.114 * b
+    y = LUMA_WEIGHTS[0] * r + LUMA_WEIGHTS[1] * g + LUMA_WEIGHTS[2] * b
     cr = (r - y) * 0.713 + 0.5
     cb = (b - y) * 0.564 + 0.5
     y = torch_clamp(y, 0.0, 1.0)

@@ -1,9 +1,11 @@
 """data.stress.synthetic_infrared: the stand-in infrared image of the msrs-synthetic benchmark."""
 
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from superfusion_jax.data.stress import synthetic_infrared
+from superfusion_jax.ops.filters import gaussian_blur
 
 
 @pytest.fixture(scope="module")
@@ -36,3 +38,11 @@ def test_contrast_is_inverted_and_softened(visible):
     assert np.corrcoef(out.ravel(), grey.ravel())[0, 1] < -0.3
     # The blur removes most of the pixel-to-pixel variation of uniform noise.
     assert np.std(np.diff(out, axis=1)) < 0.5 * np.std(np.diff(grey, axis=1))
+
+
+def test_blur_is_the_packages_gaussian_blur_with_replicated_borders(visible):
+    sigma = 1.5
+    out = synthetic_infrared(visible, seed=0, blur_sigma=sigma, noise_std=0.0)[..., 0]
+    sharp = synthetic_infrared(visible, seed=0, blur_sigma=0.0, noise_std=0.0)[..., :1]
+    expected = gaussian_blur(jnp.asarray(sharp)[None], 9, sigma, border="replicate")[0, ..., 0]
+    np.testing.assert_allclose(out, np.clip(np.asarray(expected), 0.0, 1.0), atol=1e-6)
