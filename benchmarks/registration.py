@@ -47,7 +47,6 @@ from superfusion_jax.evaluation import registration_metrics as rm
 from superfusion_jax.inference import NETWORK_REGISTRATIONS, Pipeline
 from superfusion_jax.io.ground_truth import read_flow_mat
 from superfusion_jax.io.images import read_image
-from superfusion_jax.ops.displacement import base_grid_pixels, disp_to_pixels
 from superfusion_jax.registration import geometry, methods
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -147,8 +146,7 @@ def aligned_drift(positions: np.ndarray) -> float:
 def network_positions(pipeline: Pipeline, ir: np.ndarray, vi: np.ndarray) -> np.ndarray:
     """Sampling positions (H, W, 2), pixels, of a network registration of ir (H, W, 3) onto vi."""
     disp = jnp.asarray(pipeline.register(ir[None], vi[None])["disp"])
-    pixels = disp_to_pixels(disp, pipeline.variant.align_corners_base_grid)[0]
-    return np.asarray(base_grid_pixels(*ir.shape[:2]) + pixels)
+    return np.asarray(rm.sampling_positions(disp, pipeline.variant.align_corners_base_grid)[0])
 
 
 def run_method(
