@@ -11,14 +11,16 @@ from pathlib import Path
 from superfusion_jax.io.model_files import load_checkpoint, load_segmenter
 from superfusion_jax.models.bisenet import fresh_variables, num_classes_of
 from superfusion_jax.models.variants import FAITHFUL, Variant, variant_named
+from superfusion_jax.training.state import fresh_variables as fresh_superfusion_variables
 
 logger = logging.getLogger(__name__)
 
 
-def superfusion_init_variables(path: str, variant: Variant) -> dict | None:
+def superfusion_init_variables(path: str, variant: Variant, seed: int = 0) -> dict | None:
     """Variables to start from: '' -> None; a .pth file -> the official import; a folder or a
     single-file `.npz` -> `superfusion_jax.io.model_files.load_checkpoint`. Warns when its variant
-    (metadata 'variant'; FAITHFUL for a .pth) is not `variant`."""
+    (metadata 'variant'; FAITHFUL for a .pth) is not `variant`. A network the file does not hold
+    (the shipped default model holds FusionNet only) starts fresh, drawn from `seed`."""
     if not path:
         return None
     path = Path(path).expanduser()
@@ -37,7 +39,18 @@ def superfusion_init_variables(path: str, variant: Variant) -> dict | None:
             source_variant.name,
             variant.name,
         )
-    return {"params": variables["params"], "batch_stats": variables["batch_stats"]}
+    loaded = {"params": variables["params"], "batch_stats": variables.get("batch_stats", {})}
+    fresh = fresh_superfusion_variables(variant, seed)
+    missing = sorted(set(fresh["params"]) - set(loaded["params"]))
+    if missing:
+        logger.warning("init_checkpoint %s holds no %s: they start fresh", path, missing)
+    return {
+        collection: {
+            **{name: fresh[collection][name] for name in missing if name in fresh[collection]},
+            **loaded[collection],
+        }
+        for collection in ("params", "batch_stats")
+    }
 
 
 def segmentation_init_variables(path: str, *, num_classes: int, seed: int) -> dict | None:

@@ -16,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -377,3 +378,25 @@ def test_init_checkpoint_reads_every_checkpoint_form(tmp_path, caplog):
         np.testing.assert_array_equal(start["params"]["w"], variables["params"]["w"])
     assert "holds 'corrected' weights; training them as 'faithful'" in caplog.text
     assert superfusion_init_variables("", FAITHFUL) is None
+
+
+def test_init_checkpoint_from_the_fusion_only_default_model(caplog):
+    """Fine-tuning the shipped default (FusionNet only): its FusionNet is kept, the DenseMatcher
+    the file lacks starts fresh, with its batch statistics."""
+    from superfusion_jax import weights
+    from superfusion_jax.training.state import fresh_variables
+
+    shipped, _ = weights.load()
+    start = superfusion_init_variables(str(weights.weights_path()), FAITHFUL, seed=3)
+    fresh = fresh_variables(FAITHFUL, 3)
+    assert set(start["params"]) == {"fusion_net", "dense_matcher"}
+    for got, want in zip(
+        jax.tree_util.tree_leaves(start["params"]["fusion_net"]),
+        jax.tree_util.tree_leaves(shipped["params"]["fusion_net"]),
+        strict=True,
+    ):
+        np.testing.assert_array_equal(got, want)
+    assert jax.tree_util.tree_structure(start["batch_stats"]) == jax.tree_util.tree_structure(
+        fresh["batch_stats"]
+    )
+    assert "holds no ['dense_matcher']: they start fresh" in caplog.text

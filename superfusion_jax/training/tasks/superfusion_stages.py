@@ -114,7 +114,9 @@ def make_task(
         step=_step_function(config, variant, optimizer),
         frozen=frozen,
         create_state=create_state,
-        init_variables=lambda: superfusion_init_variables(config.init_checkpoint, variant),
+        init_variables=lambda: superfusion_init_variables(
+            config.init_checkpoint, variant, config.seed
+        ),
         images=lambda state: sample_images(_variables(state), held_out, variant=variant),
         export=lambda state: (_variables(state), {"variant": variant.name}),
         evaluate=(
