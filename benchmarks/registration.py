@@ -22,7 +22,9 @@ ground truth (the floor of any global-only method). Metrics as evaluate.py compu
 EPE mean over all pixels and over the covered pixels (those that are some pixel's source),
 median, % under 1/3/5 px, folded pixels %; seconds per pair after compilation (median).
 --drift adds, per method, how far it moves the ALIGNED pair (ir onto vi; mean px): where the
-method finds the two images' content agreeing, against the dataset's alignment (0 px).
+method finds the two images' content agreeing, against the dataset's alignment (0 px); and the
+content EPE: the covered EPE against the ground truth moved by that (`content_epe`): whether the
+misaligned pair is registered to the same correspondence as the aligned one.
 'network' and 'global+network' (the DenseMatcher alone, or behind the global stage) run the
 DenseMatcher of --checkpoint through `inference.Pipeline`, as `superfusion register` does.
 Prints a Markdown table; --out also writes every figure as JSON.
@@ -150,6 +152,18 @@ def aligned_drift(positions: np.ndarray) -> float:
     return float(np.mean(np.linalg.norm(positions - identity, axis=-1)))
 
 
+def content_epe(positions: np.ndarray, aligned: np.ndarray, source_px: np.ndarray) -> float:
+    """EPE |src(g(p)) - a(p)| (mean px over the covered pixels, as epe_mean_covered_px) of
+    positions g (H, W, 2) against the positions a the same method finds on the ALIGNED pair
+    (where it puts each visible pixel's infrared content) instead of the identity p: whether
+    the misaligned pair is registered to the same correspondence as the aligned one, so that a
+    dataset's own misalignment of ir and vi does not count against the method."""
+    composed = geometry.sample(jnp.asarray(source_px), jnp.asarray(positions), positions.shape[:2])
+    distance = np.linalg.norm(np.asarray(composed) - aligned, axis=-1)
+    covered = np.asarray(rm.covered_pixels(jnp.asarray(source_px)[None])[0]) > 0
+    return float(distance[covered].mean())
+
+
 def network_positions(pipeline: Pipeline, ir: np.ndarray, vi: np.ndarray) -> np.ndarray:
     """Sampling positions (H, W, 2), pixels, of a network registration of ir (H, W, 3) onto vi."""
     disp = jnp.asarray(pipeline.register(ir[None], vi[None])["disp"])
@@ -184,7 +198,9 @@ def run_method(
             seconds.append(time.perf_counter() - start)
         rows.append(score(positions, pair))
         if drift and register is not None:
-            rows[-1]["aligned_drift_px"] = aligned_drift(register(pair["ir"], pair["vi"]))
+            aligned = register(pair["ir"], pair["vi"])
+            rows[-1]["aligned_drift_px"] = aligned_drift(aligned)
+            rows[-1]["content_epe_px"] = content_epe(positions, aligned, pair["source_px"])
     return rows, seconds
 
 
@@ -210,7 +226,7 @@ def main() -> None:
     }
     pairs = sets[args.set]()
     print(f"{len(pairs)} pairs ({args.set}), device {jax.devices()[0].device_kind}")
-    columns = (*COLUMNS, "aligned_drift_px") if args.drift else COLUMNS
+    columns = (*COLUMNS, "aligned_drift_px", "content_epe_px") if args.drift else COLUMNS
     header = ["method", *columns, "worst pair EPE", "s/pair (first)"]
     print("| " + " | ".join(header) + " |\n|" + "---|" * len(header))
     results = {}

@@ -45,8 +45,8 @@ class RegistrationSettings:
     model: str = "affine"
     search: search.SearchSettings = search.SearchSettings()
     parametric_levels: tuple[parametric.LevelSchedule, ...] = (
-        parametric.LevelSchedule(4, 60, 0.64),
-        parametric.LevelSchedule(2, 40, 0.16),
+        parametric.LevelSchedule(4, 30, 0.64),
+        parametric.LevelSchedule(2, 20, 0.16),
     )
     dense: dense.DenseSettings | None = dense.DenseSettings()
     working_size: int = 640
