@@ -11,6 +11,7 @@ from pathlib import Path
 from superfusion_jax.io.model_files import load_checkpoint, load_segmenter
 from superfusion_jax.models.bisenet import fresh_variables, num_classes_of
 from superfusion_jax.models.variants import FAITHFUL, Variant, variant_named
+from superfusion_jax.training.optimizer import NETWORKS
 from superfusion_jax.training.state import fresh_variables as fresh_superfusion_variables
 
 logger = logging.getLogger(__name__)
@@ -40,10 +41,11 @@ def superfusion_init_variables(path: str, variant: Variant, seed: int = 0) -> di
             variant.name,
         )
     loaded = {"params": variables["params"], "batch_stats": variables.get("batch_stats", {})}
+    missing = sorted(set(NETWORKS) - set(loaded["params"]))
+    if not missing:
+        return loaded
+    logger.warning("init_checkpoint %s holds no %s: they start fresh", path, missing)
     fresh = fresh_superfusion_variables(variant, seed)
-    missing = sorted(set(fresh["params"]) - set(loaded["params"]))
-    if missing:
-        logger.warning("init_checkpoint %s holds no %s: they start fresh", path, missing)
     return {
         collection: {
             **{name: fresh[collection][name] for name in missing if name in fresh[collection]},
