@@ -12,6 +12,7 @@ and 'optimize' (training-free, `superfusion_jax.registration`: no weights needed
 
 from __future__ import annotations
 
+import collections
 import functools
 from pathlib import Path
 
@@ -31,6 +32,11 @@ from superfusion_jax.registration import geometry, methods
 REGISTRATIONS = ("network", "global", "optimize", "global+network")
 # Methods that need the DenseMatcher's weights.
 NETWORK_REGISTRATIONS = ("network", "global+network")
+# Compiled programs a Pipeline keeps, one per (step, input shape); beyond it the least recently
+# used is dropped. On CPU each holds its machine code in about 1,200 memory mappings
+# ('optimize'), and Linux allows a process 65,530 (vm.max_map_count): a folder of ~50 image
+# sizes kept them all and failed with an LLVM 'Cannot allocate memory'.
+MAX_COMPILED = 8
 
 
 def _check_variant(variant: Variant) -> None:
@@ -92,7 +98,9 @@ class Pipeline:
         self._grid_quirk = variant.align_corners_base_grid
         self._register = jax.jit(self._register_batch)
         self._fuse = jax.jit(functools.partial(self.model.apply, method="fuse"))
-        self._compiled: dict[tuple, jax.stages.Compiled] = {}
+        self._compiled: collections.OrderedDict[tuple, jax.stages.Compiled] = (
+            collections.OrderedDict()
+        )
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, registration: str | None = None) -> Pipeline:
@@ -154,15 +162,24 @@ class Pipeline:
         }
 
     def _run(self, step: str, ir: np.ndarray, vi: np.ndarray) -> dict:
-        """Run the jitted 'register' or 'fuse' step, compiled once per input shape; before its
-        first run at a shape, MemoryError if the program needs more memory than is free."""
+        """Run the jitted 'register' or 'fuse' step, compiled once per input shape (the last
+        `MAX_COMPILED` kept); before its first run at a shape, MemoryError if the program needs
+        more memory than is free."""
         key = (step, ir.shape)
-        if key not in self._compiled:
+        if key in self._compiled:
+            self._compiled.move_to_end(key)
+        else:
             jitted = self._register if step == "register" else self._fuse
             compiled = jitted.lower(self.variables, ir, vi).compile()
             n, h, w = ir.shape[:3]
             memory.check_fits(compiled, f"{step} of {n} pair(s) of {h}x{w} pixels")
             self._compiled[key] = compiled
+            if len(self._compiled) > MAX_COMPILED:
+                self._compiled.popitem(last=False)
+                # JAX's own caches hold every program compiled too: only this frees the
+                # dropped one (the programs kept here stay valid; other jitted functions
+                # compile again on their next call).
+                jax.clear_caches()
         return self._compiled[key](self.variables, ir, vi)
 
     def _check(self, ir: np.ndarray, vi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -1,5 +1,7 @@
 """What Pipeline checks before it runs: the memory a size needs, the smallest registrable size."""
 
+from pathlib import Path
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -43,3 +45,29 @@ def test_registration_network_refuses_sides_under_its_minimum():
         pipeline.register(*rng.random((2, 1, 8, 40, 3), np.float32))
     out = pipeline.register(*rng.random((2, 1, 9, 40, 3), np.float32))
     assert all(np.isfinite(value).all() for value in out.values())
+
+
+def _memory_mappings() -> int:
+    with open("/proc/self/maps") as maps:
+        return sum(1 for _ in maps)
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="needs Linux's /proc")
+def test_pipeline_frees_the_programs_of_sizes_it_no_longer_keeps(monkeypatch):
+    """Each compiled program holds memory mappings (a process may have 65,530 on Linux): a
+    folder of many image sizes must not keep one program per size alive."""
+    import superfusion_jax.inference as inference
+
+    monkeypatch.setattr(inference, "MAX_COMPILED", 1)
+    pipeline = Pipeline.untrained()
+    rng = np.random.default_rng(0)
+    fuse = lambda side: pipeline.fuse(*rng.random((2, 1, side, side, 3), np.float32))
+    before = _memory_mappings()
+    fuse(12)
+    one_program = _memory_mappings() - before
+    for side in (13, 14, 15):
+        fuse(side)
+    assert len(pipeline._compiled) == 1
+    # Kept: the program of side 15 only. Without freeing: about 4 programs' mappings.
+    assert _memory_mappings() - before < 2 * one_program
+    assert np.isfinite(fuse(15)["fused"]).all()
