@@ -7,7 +7,8 @@ kornia 0.6 the release ran (`second_derivatives`), checked against parity/train_
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -46,6 +47,16 @@ def gradient_magnitude(x: Array) -> Array:
     `spatial_gradient(x, order=2).abs().sum(dim=[1, 2])`).
     """
     return torch_abs(second_derivatives(x)).sum(axis=(-2, -1))
+
+
+def sobel_gradient_magnitude(x: Array) -> Array:
+    """Sum of |d/dx|, |d/dy| (normalised first-order Sobel, replicate border) over channels.
+
+    x: (N, H, W, C) -> (N, H, W), intensity per pixel. The first-derivative texture measure of
+    SeAFusion's loss and of the SF and AG metrics, where `gradient_magnitude` (the release's) sums
+    second derivatives.
+    """
+    return torch_abs(spatial_gradient(x, order=1)).sum(axis=(-2, -1))
 
 
 def _mean_abs(a: Array, b: Array) -> Array:
@@ -93,6 +104,7 @@ def fusion_loss_rf(
     fused: Array,
     mask: Array | float = 1.0,
     weights: Sequence[float] = RF_WEIGHTS,
+    gradient: Callable[[Array], Array] = gradient_magnitude,
 ) -> Array:
     """Stage-RF fusion loss (the release's `fusloss_forRF`); gradients flow only into `fused`.
 
@@ -101,6 +113,8 @@ def fusion_loss_rf(
     the whole `fused` batch exceed 2/255. Terms: gradient (|max(grad_ir, grad_vi) - grad_fu|,
     clamped at 1e-9), SSIM of each input with `fused` (summed), intensity
     (L1 between fused·m and max(ir, vi)·m). Returns the scalar w0·grad + w1·ssim + w2·intensity.
+    gradient: the per-pixel texture measure, (N, H, W, 1) -> (N, H, W); the release's is
+    `gradient_magnitude` (second derivatives).
 
     Release quirk kept: the gradient term multiplies a (N, H, W) map by an (N, 1, H, W) mask, which
     torch broadcasts to (N, N, H, W); its mean equals the mean over pixels of
@@ -112,8 +126,8 @@ def fusion_loss_rf(
     few_bright = (fused > FALLBACK_LEVEL).sum() < FALLBACK_MIN_PIXELS
     pixel_mask = jax.lax.stop_gradient(jnp.where(few_bright, 1.0, pixel_mask))
 
-    grad_joint = jnp.maximum(gradient_magnitude(ir), gradient_magnitude(vi))
-    grad_diff = torch_clamp(torch_abs(grad_joint - gradient_magnitude(fused)), 1e-9)
+    grad_joint = jnp.maximum(gradient(ir), gradient(vi))
+    grad_diff = torch_clamp(torch_abs(grad_joint - gradient(fused)), 1e-9)
     batch_mask = pixel_mask[..., 0].mean(axis=0)
     loss_grad = (grad_diff.mean(axis=0) * batch_mask).mean()
 
@@ -123,7 +137,11 @@ def fusion_loss_rf(
 
 
 def aligned_rf_losses(
-    ir_y: Array, vi_y: Array, fused_y: Array, weights: Sequence[float] = RF_WEIGHTS
+    ir_y: Array,
+    vi_y: Array,
+    fused_y: Array,
+    weights: Sequence[float] = RF_WEIGHTS,
+    gradient: Callable[[Array], Array] = gradient_magnitude,
 ) -> dict[str, Array]:
     """Stage RF's fusion objective on an aligned pair, as the stage-FS step's alternative.
 
@@ -131,13 +149,18 @@ def aligned_rf_losses(
     inputs' intensities and gradient magnitudes, plus SSIM to both) and weighs it by 10 in its
     total. On an aligned pair there is no registration: one fused image, no validity mask.
     ir_y, vi_y, fused_y: (N, H, W, 1) luminance in [0, 1]; weights: of the gradient, SSIM and
-    intensity terms (the release's RF_WEIGHTS by default). Returns scalars `loss_fus` and
-    `loss_total` = 10·loss_fus.
+    intensity terms (the release's RF_WEIGHTS by default); gradient: the texture measure
+    (`fusion_loss_rf`). Returns scalars `loss_fus` and `loss_total` = 10·loss_fus.
     """
-    loss_fus = fusion_loss_rf(ir_y, vi_y, fused_y, weights=weights)
+    loss_fus = fusion_loss_rf(ir_y, vi_y, fused_y, weights=weights, gradient=gradient)
     return {"loss_fus": loss_fus, "loss_total": 10.0 * loss_fus}
 
 
 # Fusion objectives of the FusionNet-only step, by name (config.fusion_objective):
-# 'fs' is the release's stage-FS loss (mean targets), 'rf' stage RF's (max targets).
-FUSION_OBJECTIVES = {"fs": fs_losses, "rf": aligned_rf_losses}
+# 'fs' is the release's stage-FS loss (mean targets), 'rf' stage RF's (max targets), 'rf_sobel'
+# stage RF's with first-order Sobel gradients in its gradient term (SeAFusion's texture target).
+FUSION_OBJECTIVES = {
+    "fs": fs_losses,
+    "rf": aligned_rf_losses,
+    "rf_sobel": functools.partial(aligned_rf_losses, gradient=sobel_gradient_magnitude),
+}

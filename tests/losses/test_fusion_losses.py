@@ -10,7 +10,13 @@ import torch
 import torch.nn.functional as F
 
 from superfusion_jax.convert.official import load_official
-from superfusion_jax.losses.fusion import fs_losses, fusion_loss_rf, second_derivatives
+from superfusion_jax.losses.fusion import (
+    FUSION_OBJECTIVES,
+    fs_losses,
+    fusion_loss_rf,
+    second_derivatives,
+    sobel_gradient_magnitude,
+)
 from superfusion_jax.models.fusion_net import FusionNet
 from superfusion_jax.models.variants import FAITHFUL
 from superfusion_jax.ops.color import rgb_to_ycbcr
@@ -200,3 +206,36 @@ def test_the_fs_step_can_train_with_stage_rfs_objective(rng):
         )
         np.testing.assert_allclose(float(total), 10.0 * float(expected), rtol=1e-6)
         assert set(terms) == {"loss_fus", "loss_total"}
+
+
+def test_sobel_gradient_magnitude_is_the_slope_of_a_ramp():
+    """|d/dx| + |d/dy| of a plane a·x + b·y is |a| + |b| per pixel inside the replicated border,
+    whichever sign the plane has (a contrast inversion costs nothing)."""
+    rows, cols = np.mgrid[0:12, 0:16].astype(np.float32)
+    plane = jnp.asarray((0.02 * cols - 0.03 * rows)[None, ..., None])
+    for image in (plane, 1.0 - plane):
+        magnitude = np.asarray(sobel_gradient_magnitude(image))[0]
+        assert magnitude.shape == (12, 16)
+        np.testing.assert_allclose(magnitude[1:-1, 1:-1], 0.05, rtol=1e-5)
+        assert np.all(magnitude[0, 1:-1] < 0.05)  # the replicated row halves d/dy
+
+
+def test_rf_sobel_objective_targets_the_inputs_first_order_gradients(rng):
+    """'rf_sobel' is stage RF's objective with `sobel_gradient_magnitude` in its gradient term:
+    equal to 'rf' on the SSIM and intensity terms, its gradient term is the L1 distance of the
+    fused image's first-order magnitudes to the inputs' maximum, not the release's."""
+    ir, vi, fused = (jnp.asarray(rng.random((2, 32, 32, 1), np.float32)) for _ in range(3))
+    for weights in ((0.0, 1.0, 1.0), (1.0, 0.0, 0.0)):
+        sobel = FUSION_OBJECTIVES["rf_sobel"](ir, vi, fused, weights=weights)["loss_fus"]
+        expected = fusion_loss_rf(ir, vi, fused, weights=weights, gradient=sobel_gradient_magnitude)
+        np.testing.assert_allclose(float(sobel), float(expected), rtol=1e-6)
+    release = FUSION_OBJECTIVES["rf"](ir, vi, fused, weights=(0.0, 1.0, 1.0))["loss_fus"]
+    sobel = FUSION_OBJECTIVES["rf_sobel"](ir, vi, fused, weights=(0.0, 1.0, 1.0))["loss_fus"]
+    np.testing.assert_allclose(float(sobel), float(release), rtol=1e-6)
+    # Gradient term alone: by hand, |max(|∇ir|, |∇vi|) - |∇fused|| averaged over pixels.
+    joint = jnp.maximum(sobel_gradient_magnitude(ir), sobel_gradient_magnitude(vi))
+    by_hand = jnp.abs(joint - sobel_gradient_magnitude(fused)).mean()
+    term = FUSION_OBJECTIVES["rf_sobel"](ir, vi, fused, weights=(1.0, 0.0, 0.0))["loss_fus"]
+    np.testing.assert_allclose(float(term), float(by_hand), rtol=1e-5)
+    release_term = FUSION_OBJECTIVES["rf"](ir, vi, fused, weights=(1.0, 0.0, 0.0))["loss_fus"]
+    assert abs(float(term) - float(release_term)) > 1e-3
