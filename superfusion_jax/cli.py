@@ -78,8 +78,9 @@ _CHECKS = """\
 model:
   Without --checkpoint the model shipped with the package is used
   (superfusion_jax/weights); --checkpoint is a folder written by `superfusion convert` (or
-  training) or a single-file .npz checkpoint. --untrained runs random weights instead:
-  every output is then meaningless (for trying the command).
+  training: WORKDIR/model, or WORKDIR/checkpoints/STEP while it runs) or a single-file .npz
+  checkpoint. --untrained runs random weights instead: every output is then meaningless
+  (for trying the command).
 
 registration (register, run):
   --registration network         the checkpoint's registration network (the release's way)
@@ -243,8 +244,8 @@ def _add_processing_arguments(sub: argparse.ArgumentParser, registers: bool) -> 
     weights.add_argument(
         "--checkpoint",
         type=Path,
-        help="checkpoint folder (see `convert`) or single-file .npz checkpoint; default: the "
-        "model shipped with the package",
+        help="checkpoint folder (see `convert`; a run's WORKDIR/model or WORKDIR/checkpoints/STEP) "
+        "or single-file .npz checkpoint; default: the model shipped with the package",
     )
     weights.add_argument(
         "--untrained", action="store_true", help="random weights (outputs are meaningless)"

@@ -15,9 +15,11 @@ from superfusion_jax.convert.torch_checkpoints import read_pth, split_networks
 from superfusion_jax.evaluation.segmentation_metrics import class_names
 from superfusion_jax.io.model_files import (
     BISENET,
-    load_model,
+    is_training_checkpoint,
+    load_checkpoint,
     model_name,
     read_metadata,
+    read_training_config,
     save_model,
 )
 from superfusion_jax.models.bisenet import num_classes_of
@@ -135,14 +137,11 @@ def _holds_segmenter(src: Path) -> bool:
     """Whether model folder or training checkpoint `src` holds the segmentation network."""
     if (src / "metadata.json").is_file():
         return model_name(read_metadata(src)) == BISENET
-    if (src / "config").is_dir():
-        return export.read_training_config(src).get("stage") == "segmentation"
+    if is_training_checkpoint(src):
+        return read_training_config(src).get("stage") == "segmentation"
     return False
 
 
 def _segmenter_variables(src: Path) -> dict:
-    if (src / "metadata.json").is_file():
-        variables, _ = load_model(src, model=BISENET)
-        return variables
-    state = export.read_training_state(src)
-    return {"params": state["params"], "batch_stats": state["batch_stats"]}
+    variables, _ = load_checkpoint(src, model=BISENET)
+    return variables

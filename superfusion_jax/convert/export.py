@@ -31,7 +31,13 @@ from superfusion_jax.convert.torch_checkpoints import (
     mismatch_error,
     save_pth_atomically,
 )
-from superfusion_jax.io.model_files import load_model
+from superfusion_jax.io.model_files import (
+    is_training_checkpoint,
+    load_model,
+    read_training_config,
+    read_training_state,
+    run_checkpoint_steps,
+)
 from superfusion_jax.models.variants import FAITHFUL, Variant, variant_named
 from superfusion_jax.training.optimizer import ADAM_BETAS, ADAM_EPS, release_schedule
 
@@ -159,10 +165,10 @@ def read_export_source(src: str | Path) -> ExportSource:
         total_it = meta.get("total_it", meta.get("step", 0))
         variant = _variant_of(meta["variant"], src)
         return ExportSource(variables, variant, meta.get("ep"), int(total_it))
-    if (src / "state").is_dir() and (src / "config").is_dir():
+    if is_training_checkpoint(src):
         return _read_training_checkpoint(src)
     if (src / "checkpoints").is_dir():
-        steps = sorted(p.name for p in (src / "checkpoints").iterdir() if p.name.isdigit())
+        steps = run_checkpoint_steps(src)
         raise ValueError(
             f"{src} is a training run folder: export {src / 'model'} (the latest model, weights "
             f"only) or one of its training checkpoints {src / 'checkpoints'}/STEP (weights and "
@@ -311,25 +317,6 @@ def _check_architecture(flat: dict[str, dict[tuple, Any]]) -> None:
     if missing or unexpected or misshaped:
         problems = {"unknown keys": unexpected, "misshaped": misshaped, "missing": missing}
         raise mismatch_error("the model to export", "the SuperFusion architecture", problems)
-
-
-def read_training_config(step_dir: Path) -> dict:
-    """The config (a dict) saved with a `RunCheckpoints` step folder."""
-    import orbax.checkpoint as ocp
-
-    return dict(ocp.Checkpointer(ocp.JsonCheckpointHandler()).restore(step_dir / "config"))
-
-
-def read_training_state(step_dir: Path) -> dict:
-    """The TrainState of a `RunCheckpoints` step folder, restored as saved (nested dicts)."""
-    import orbax.checkpoint as ocp
-
-    state = ocp.StandardCheckpointer().restore(step_dir / "state")
-    if not isinstance(state, dict) or not {"params", "batch_stats", "opt_state", "step"} <= set(
-        state
-    ):
-        raise ValueError(f"{step_dir / 'state'} does not hold a superfusion-jax TrainState")
-    return state
 
 
 def _read_training_checkpoint(step_dir: Path) -> ExportSource:

@@ -7,6 +7,10 @@ A checkpoint is a directory:
   ...provenance (source file, epoch, step)}; a SuperFusion model also names its 'variant'
   ('faithful'|'corrected'); the segmentation network (`models.bisenet`) has none.
 
+A training run's checkpoint `WORKDIR/checkpoints/STEP` (`training.checkpoints.RunCheckpoints`:
+`state/`, the TrainState, and `config/`) is read too (`load_training_checkpoint`): its weights,
+with metadata built from its config, so a run can be used before it exports `WORKDIR/model`.
+
 The weights shipped inside the package use a single-file form of the same content
 (`save_flat` / `load_flat`): one `.npz` whose keys are the '/'-joined paths of the variables
 ('params/dense_matcher/...', 'batch_stats/...') plus the metadata as JSON under '__metadata__'.
@@ -80,12 +84,62 @@ def load_model(
     return jax.tree_util.tree_map(np.asarray, variables), meta
 
 
+def is_training_checkpoint(path: str | Path) -> bool:
+    """Whether `path` is a training run's step folder (`WORKDIR/checkpoints/STEP`)."""
+    path = Path(path)
+    return (path / "state").is_dir() and (path / "config").is_dir()
+
+
+def run_checkpoint_steps(workdir: str | Path) -> list[str]:
+    """The steps of a training run folder's checkpoints (`WORKDIR/checkpoints/STEP`), ascending."""
+    folder = Path(workdir) / "checkpoints"
+    return sorted((p.name for p in folder.iterdir() if p.name.isdigit()), key=int)
+
+
+def read_training_config(step_dir: str | Path) -> dict:
+    """The config (a dict) saved with a training run's step folder."""
+    return dict(ocp.Checkpointer(ocp.JsonCheckpointHandler()).restore(Path(step_dir) / "config"))
+
+
+def read_training_state(step_dir: str | Path) -> dict:
+    """The TrainState of a training run's step folder, restored as saved (nested dicts)."""
+    state = ocp.StandardCheckpointer().restore(Path(step_dir) / "state")
+    if not isinstance(state, dict) or not {"params", "batch_stats", "opt_state", "step"} <= set(
+        state
+    ):
+        raise ValueError(f"{Path(step_dir) / 'state'} does not hold a superfusion-jax TrainState")
+    return state
+
+
+def load_training_checkpoint(
+    step_dir: str | Path, model: str | None = SUPERFUSION
+) -> tuple[dict, dict[str, Any]]:
+    """The weights of a training run's step folder (no optimiser state) and metadata as
+    `load_model` returns it: the network (from the config's stage), its variant and the step.
+    model: as in `load_model`."""
+    step_dir = Path(step_dir).absolute()
+    config = read_training_config(step_dir)
+    found = BISENET if config.get("stage") == "segmentation" else SUPERFUSION
+    _check_model({"model": found}, model, step_dir)
+    state = read_training_state(step_dir)
+    meta: dict[str, Any] = {"model": found, "step": int(np.asarray(state["step"]))}
+    if found == SUPERFUSION:
+        if "variant" not in config:
+            raise ValueError(f"{step_dir / 'config'} does not name the model variant")
+        meta["variant"] = config["variant"]
+    meta["source"] = str(step_dir)
+    variables = {"params": state["params"], "batch_stats": state["batch_stats"]}
+    return jax.tree_util.tree_map(np.asarray, variables), _full_metadata(meta)
+
+
 def load_checkpoint(
     path: str | Path, model: str | None = SUPERFUSION
 ) -> tuple[dict, dict[str, Any]]:
-    """Either form of checkpoint: a folder (`load_model`) or a single `.npz` file (`load_flat`).
+    """Any form of checkpoint: a model folder (`load_model`), a training run's step folder
+    (`load_training_checkpoint`) or a single `.npz` file (`load_flat`).
     Returns (variables as numpy pytree, metadata); model: as in `load_model`.
-    Any other file is a ValueError; an official .pth one says how to convert it."""
+    Any other file is a ValueError; an official .pth one says how to convert it, a training run
+    folder which of its folders to pass."""
     path = Path(path).expanduser()
     if path.suffix == ".npz" and not path.is_dir():
         return load_flat(path, model)
@@ -98,6 +152,15 @@ def load_checkpoint(
         raise ValueError(
             f"{path} is a file, not a checkpoint folder (from `superfusion convert` or "
             "training) nor a single-file .npz checkpoint"
+        )
+    if is_training_checkpoint(path):
+        return load_training_checkpoint(path, model)
+    if (path / "checkpoints").is_dir() and not (path / "metadata.json").is_file():
+        steps = run_checkpoint_steps(path)
+        raise ValueError(
+            f"{path} is a training run folder: pass {path / 'model'} (its latest model) or one "
+            f"of its training checkpoints {path / 'checkpoints'}/STEP "
+            f"(steps: {', '.join(steps) or 'none'})"
         )
     return load_model(path, model)
 

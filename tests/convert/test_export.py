@@ -30,7 +30,7 @@ from superfusion_jax.convert.official_keys import official_keys
 from superfusion_jax.data.pipeline import make_train_iterator
 from superfusion_jax.data.synthetic import SyntheticPairs
 from superfusion_jax.inference import Pipeline
-from superfusion_jax.io.model_files import load_model, save_model
+from superfusion_jax.io.model_files import load_checkpoint, load_model, save_model
 from superfusion_jax.training.checkpoints import CHECKPOINTS_DIR, RunCheckpoints
 from superfusion_jax.training.optimizer import make_optimizer, release_schedule
 from superfusion_jax.training.state import TrainState
@@ -282,6 +282,20 @@ def exported_with_adam(training_checkpoint):
     path = step_dir.parents[2] / "with_adam.pth"
     assert _convert(step_dir, path, "--include-optimizer") == 0
     return torch.load(path, weights_only=True)
+
+
+def test_a_training_checkpoint_is_a_checkpoint_for_inference(model_dir, training_checkpoint):
+    """`load_checkpoint` (behind `Pipeline` and every `--checkpoint`) reads a run's step folder:
+    its weights, the variant from its config, the step; the run folder itself is refused with
+    the folders to pass instead, and a segmentation network is asked for in vain."""
+    step_dir, state = training_checkpoint
+    variables, meta = load_checkpoint(step_dir)
+    _assert_same_variables(variables, load_model(model_dir)[0])
+    assert (meta["model"], meta["variant"], meta["step"]) == ("superfusion", "faithful", 5)
+    with pytest.raises(ValueError, match=r"training run folder: pass .*model.*steps: 5\)"):
+        load_checkpoint(step_dir.parents[1])
+    with pytest.raises(ValueError, match="holds a 'superfusion' network, not a 'bisenet'"):
+        load_checkpoint(step_dir, model="bisenet")
 
 
 def _adam_moments(state, root: str) -> dict:
