@@ -12,9 +12,9 @@ from superfusion_jax.io.model_files import save_model
 from tests.conftest import MSRS, require
 
 # Qabf of the default model minus Qabf of the pair's per-pixel mean on these 192 x 256 crops, at
-# least: half of what the shipped file measured (0.260 on 00004N, 0.267 on 00085D; the default
+# least: half of what the shipped file measured (0.257 on 00004N, 0.301 on 00085D; the default
 # before the night-darkening fine-tunes measured 0.056 on 00004N and fails here).
-QABF_MARGIN = {"00004N": 0.130, "00085D": 0.134}
+QABF_MARGIN = {"00004N": 0.128, "00085D": 0.150}
 CROP = (slice(120, 312), slice(160, 416))
 
 
