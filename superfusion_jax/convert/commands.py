@@ -21,6 +21,7 @@ from superfusion_jax.io.model_files import (
     read_metadata,
     read_training_config,
     save_model,
+    training_model_name,
 )
 from superfusion_jax.models.bisenet import num_classes_of
 from superfusion_jax.models.variants import FAITHFUL
@@ -138,7 +139,7 @@ def _holds_segmenter(src: Path) -> bool:
     if (src / "metadata.json").is_file():
         return model_name(read_metadata(src)) == BISENET
     if is_training_checkpoint(src):
-        return read_training_config(src).get("stage") == "segmentation"
+        return training_model_name(read_training_config(src)) == BISENET
     return False
 
 

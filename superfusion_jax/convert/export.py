@@ -37,6 +37,7 @@ from superfusion_jax.io.model_files import (
     read_training_config,
     read_training_state,
     run_checkpoint_steps,
+    training_checkpoint_model,
 )
 from superfusion_jax.models.variants import FAITHFUL, Variant, variant_named
 from superfusion_jax.training.optimizer import ADAM_BETAS, ADAM_EPS, release_schedule
@@ -323,17 +324,15 @@ def _read_training_checkpoint(step_dir: Path) -> ExportSource:
     """A `RunCheckpoints` step folder: its TrainState (restored as saved) and config."""
     config = read_training_config(step_dir)
     state = read_training_state(step_dir)
-    if "variant" not in config:
-        raise ValueError(f"{step_dir / 'config'} does not name the model variant")
-    variables = {"params": state["params"], "batch_stats": state["batch_stats"]}
-    step = int(np.asarray(state["step"]))
+    variables, meta = training_checkpoint_model(step_dir, config, state)
+    step = meta["step"]
     steps_per_epoch = int(config.get("steps_per_epoch", -1))
     ep = step // steps_per_epoch - 1 if steps_per_epoch > 0 else None
     adam = {
         network: _adam_moments(state["opt_state"], root, step_dir)
         for network, root in NETWORKS.items()
     }
-    variant = _variant_of(config["variant"], step_dir)
+    variant = _variant_of(meta["variant"], step_dir)
     return ExportSource(variables, variant, ep, step, adam, dict(config))
 
 

@@ -111,17 +111,21 @@ def read_training_state(step_dir: str | Path) -> dict:
     return state
 
 
-def load_training_checkpoint(
-    step_dir: str | Path, model: str | None = SUPERFUSION
+def training_model_name(config: dict) -> str:
+    """The network a training run's config trains: BiSeNet for the segmentation stage, else
+    SuperFusion."""
+    return BISENET if config.get("stage") == "segmentation" else SUPERFUSION
+
+
+def training_checkpoint_model(
+    step_dir: Path, config: dict, state: dict, model: str | None = SUPERFUSION
 ) -> tuple[dict, dict[str, Any]]:
-    """The weights of a training run's step folder (no optimiser state) and metadata as
-    `load_model` returns it: the network (from the config's stage), its variant and the step.
-    model: as in `load_model`."""
-    step_dir = Path(step_dir).absolute()
-    config = read_training_config(step_dir)
-    found = BISENET if config.get("stage") == "segmentation" else SUPERFUSION
+    """The weights (no optimiser state) of a step folder's `config` and `state` as read by
+    `read_training_config` / `read_training_state`, and metadata as `load_model` returns it:
+    the network (`training_model_name`), its variant and the step. model: as in `load_model`;
+    step_dir names the folder in errors."""
+    found = training_model_name(config)
     _check_model({"model": found}, model, step_dir)
-    state = read_training_state(step_dir)
     meta: dict[str, Any] = {"model": found, "step": int(np.asarray(state["step"]))}
     if found == SUPERFUSION:
         if "variant" not in config:
@@ -130,6 +134,17 @@ def load_training_checkpoint(
     meta["source"] = str(step_dir)
     variables = {"params": state["params"], "batch_stats": state["batch_stats"]}
     return jax.tree_util.tree_map(np.asarray, variables), _full_metadata(meta)
+
+
+def load_training_checkpoint(
+    step_dir: str | Path, model: str | None = SUPERFUSION
+) -> tuple[dict, dict[str, Any]]:
+    """`training_checkpoint_model` of a training run's step folder. model: as in `load_model`
+    (checked before the TrainState is read)."""
+    step_dir = Path(step_dir).absolute()
+    config = read_training_config(step_dir)
+    _check_model({"model": training_model_name(config)}, model, step_dir)
+    return training_checkpoint_model(step_dir, config, read_training_state(step_dir), model)
 
 
 def load_checkpoint(

@@ -288,7 +288,7 @@ def test_a_training_checkpoint_is_a_checkpoint_for_inference(model_dir, training
     """`load_checkpoint` (behind `Pipeline` and every `--checkpoint`) reads a run's step folder:
     its weights, the variant from its config, the step; the run folder itself is refused with
     the folders to pass instead, and a segmentation network is asked for in vain."""
-    step_dir, state = training_checkpoint
+    step_dir, _ = training_checkpoint
     variables, meta = load_checkpoint(step_dir)
     _assert_same_variables(variables, load_model(model_dir)[0])
     assert (meta["model"], meta["variant"], meta["step"]) == ("superfusion", "faithful", 5)
