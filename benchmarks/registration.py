@@ -20,7 +20,9 @@ stress-synthetic: the same crops and misalignments, the infrared synthetic as in
 Beside each method, the identity (no registration) and the least-squares affine fit of the
 ground truth (the floor of any global-only method). Metrics as evaluate.py computes them:
 EPE mean over all pixels and over the covered pixels (those that are some pixel's source),
-median, % under 1/3/5 px, folded pixels %; seconds per pair after compilation (median).
+median, % under 1/3/5 px, folded pixels %; seconds per pair after compilation (median);
+for the training-free methods, how many pairs the search reported uncertain (its best match's
+prominence under `min_prominence`; the JSON has each pair's prominence).
 --drift adds, per method, how far it moves the ALIGNED pair (ir onto vi; mean px): where the
 method finds the two images' content agreeing, against the dataset's alignment (0 px); and the
 content EPE: the covered EPE against the ground truth moved by that (`content_epe`): whether the
@@ -181,11 +183,20 @@ def run_method(
         register = lambda ir, vi: network_positions(pipeline, ir, vi)
     elif method in methods.METHODS:
         settings = methods.settings_for(method)
-        register = lambda ir, vi: np.asarray(
-            methods.register(ir[None], vi[None], settings)["positions"][0]
-        )
+        searches = []
+
+        def register(ir: np.ndarray, vi: np.ndarray) -> np.ndarray:
+            found = methods.register(ir[None], vi[None], settings)
+            searches.append(
+                {
+                    "prominence": float(found["prominence"][0]),
+                    "uncertain": not bool(found["confident"][0]),
+                }
+            )
+            return np.asarray(found["positions"][0])
+
     else:
-        register = None
+        register, searches = None, []
     for pair in pairs:
         h, w = pair["vi"].shape[:2]
         start = time.perf_counter()
@@ -197,6 +208,8 @@ def run_method(
             positions = register(pair["ir_warp"], pair["vi"])
             seconds.append(time.perf_counter() - start)
         rows.append(score(positions, pair))
+        if searches:
+            rows[-1].update(searches[-1])  # the misaligned pair's search
         if drift and register is not None:
             aligned = register(pair["ir"], pair["vi"])
             rows[-1]["aligned_drift_px"] = aligned_drift(aligned)
@@ -227,7 +240,7 @@ def main() -> None:
     pairs = sets[args.set]()
     print(f"{len(pairs)} pairs ({args.set}), device {jax.devices()[0].device_kind}")
     columns = (*COLUMNS, "aligned_drift_px", "content_epe_px") if args.drift else COLUMNS
-    header = ["method", *columns, "worst pair EPE", "s/pair (first)"]
+    header = ["method", *columns, "worst pair EPE", "uncertain", "s/pair (first)"]
     print("| " + " | ".join(header) + " |\n|" + "---|" * len(header))
     results = {}
     for method in args.methods.split(","):
@@ -235,13 +248,15 @@ def main() -> None:
         values = {k: [r[k] for r in rows if k in r] for k in columns}
         mean = {k: float(np.mean(v)) if v else float("nan") for k, v in values.items()}
         worst = max(r["epe_mean_px"] for r in rows)
+        uncertain = str(sum(r["uncertain"] for r in rows)) if "uncertain" in rows[0] else "-"
         timing = (
             f"{statistics.median(seconds[1:] or seconds):.2f} ({seconds[0]:.1f})"
             if seconds
             else "-"
         )
         cells = [f"{mean[k]:.2f}" if np.isfinite(mean[k]) else "-" for k in columns]
-        print("| " + " | ".join([method, *cells, f"{worst:.2f}", timing]) + " |", flush=True)
+        row = [method, *cells, f"{worst:.2f}", uncertain, timing]
+        print("| " + " | ".join(row) + " |", flush=True)
         results[method] = {
             "mean": mean,
             "per_pair": {p["name"]: r for p, r in zip(pairs, rows, strict=True)},

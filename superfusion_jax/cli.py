@@ -148,6 +148,10 @@ _UNTRAINED_WARNING = (
 )
 
 
+# Per-pair flags of a training-free registration among the outputs (not images to write).
+_FLAGS = ("registration_ok", "registration_confident")
+
+
 @dataclass
 class _Report:
     """What happened to the pairs: names written, and (name, reason) for those that failed."""
@@ -155,6 +159,7 @@ class _Report:
     written: list[str] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)
     unregistered: list[str] = field(default_factory=list)
+    uncertain: list[str] = field(default_factory=list)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -533,12 +538,14 @@ def _process_batch(
         report.failed.extend((pair.name, f"model failed: {first_line}") for pair in readable)
         return
     for index, pair in enumerate(readable):
-        images = {key: value[index] for key, value in outputs.items() if key != "registration_ok"}
+        images = {key: value[index] for key, value in outputs.items() if key not in _FLAGS}
         if not all(np.isfinite(value).all() for value in images.values()):
             report.failed.append((pair.name, "the model's output is not finite; nothing written"))
             continue
         if "registration_ok" in outputs and not outputs["registration_ok"][index]:
             report.unregistered.append(pair.name)
+        elif "registration_confident" in outputs and not outputs["registration_confident"][index]:
+            report.uncertain.append(pair.name)
         try:
             _write_outputs(args, pair.name, {key: value[index] for key, value in outputs.items()})
         except OSError as error:
@@ -580,6 +587,12 @@ def _print_summary(
         f"  not registered {name}: '{args.registration}' found no alignment (too little "
         "overlap); the identity was used"
         for name in report.unregistered
+    ]
+    lines += [
+        f"  uncertain {name}: the '{args.registration}' search's best match hardly stood out "
+        "from other alignments (the scene may be uniform, repetitive or hidden); written, but "
+        "check it"
+        for name in report.uncertain
     ]
     print("\n".join(lines))
 

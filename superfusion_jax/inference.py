@@ -159,6 +159,7 @@ class Pipeline:
             "ir_reg": warp(ir, disp, self._grid_quirk),
             "disp": disp,
             "registration_ok": found["ok"],
+            "registration_confident": found["confident"],
         }
 
     def _run(self, step: str, ir: np.ndarray, vi: np.ndarray) -> dict:
@@ -193,7 +194,10 @@ class Pipeline:
     def register(self, ir: np.ndarray, vi: np.ndarray) -> dict[str, np.ndarray]:
         """{'ir_reg': (N, H, W, 3), 'disp': (N, H, W, 2) normalised} for ir onto vi; a
         training-free method adds 'registration_ok' (N,) bool: False where it found no
-        alignment and returned the identity. ValueError for pairs it cannot register."""
+        alignment and returned the identity, and 'registration_confident' (N,) bool: False
+        where the global search's best match hardly stood out from the others (the field is
+        returned, but may be a wrong alignment: `registration.search.prominence`).
+        ValueError for pairs it cannot register."""
         ir, vi = self._check(ir, vi)
         h, w = ir.shape[1:3]
         if self.registration in NETWORK_REGISTRATIONS and min(h, w) < dense_matcher.MIN_SIDE:
@@ -214,8 +218,8 @@ class Pipeline:
         return {"fused": np.asarray(self._run("fuse", ir, vi)["fused"])}
 
     def register_and_fuse(self, ir: np.ndarray, vi: np.ndarray) -> dict[str, np.ndarray]:
-        """{'ir_reg', 'disp', 'fused'} (+ 'registration_ok'): registration of ir onto vi, then
-        fusion of the registered pair."""
+        """{'ir_reg', 'disp', 'fused'} (+ 'registration_ok', 'registration_confident'):
+        registration of ir onto vi, then fusion of the registered pair."""
         out = self.register(ir, vi)
         return {**out, **self.fuse(out["ir_reg"], vi)}
 

@@ -189,7 +189,8 @@ class ModelPairScorer:
         self, name: str, images: dict[str, np.ndarray]
     ) -> tuple[dict[str, np.ndarray], np.ndarray]:
         """(register_and_fuse(ir_warp, vi), fuse(ir, vi)['fused'] (1, H, W, 3)) of one pair;
-        SkipPair when the model fails; a warning when the registration found no alignment."""
+        SkipPair when the model fails; a warning when the registration found no alignment or is
+        uncertain."""
         try:
             out = self.pipeline.register_and_fuse(images["ir_warp"][None], images["vi"][None])
             fused_aligned = self.pipeline.fuse(images["ir"][None], images["vi"][None])["fused"]
@@ -199,6 +200,11 @@ class ModelPairScorer:
             say(
                 f"WARNING: {name}: registration '{self.pipeline.registration}' found no "
                 "alignment; scored as returned (the identity)"
+            )
+        elif "registration_confident" in out and not bool(out["registration_confident"][0]):
+            say(
+                f"WARNING: {name}: registration '{self.pipeline.registration}' is uncertain (its "
+                "best match hardly stood out from other alignments); scored as returned"
             )
         return out, fused_aligned
 

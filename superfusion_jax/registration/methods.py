@@ -109,11 +109,14 @@ def register_pair(fixed: Array, moving: Array, settings: RegistrationSettings) -
     image, full-res px, x then y; 'matrix': (3, 3) the parametric part (u-space,
     `geometry`); 'score': the similarity's mean score of the parametric part; 'ok': False
     when the result is not finite or overlaps less than the search's `min_overlap` of the
-    frame (then 'positions' is the identity and 'matrix' the identity matrix)}.
+    frame (then 'positions' is the identity and 'matrix' the identity matrix); 'prominence':
+    how clearly the global search's best match stood out (`search.prominence`); 'confident':
+    False when that is under the search's `min_prominence` (the result is kept, but may be a
+    wrong alignment that scores as well as the right one)}.
     """
     settings = scaled_for(settings, fixed.shape)
     similarity = make_similarity(settings.similarity)
-    candidates, _ = search.global_search(similarity, fixed, moving, settings.search)
+    candidates, _, prominence = search.global_search(similarity, fixed, moving, settings.search)
     start_level = settings.parametric_levels[0]
     starts = jax.vmap(lambda m: geometry.matrix_to_params(m, settings.model))(candidates)
     refined, scores = jax.vmap(
@@ -139,6 +142,8 @@ def register_pair(fixed: Array, moving: Array, settings: RegistrationSettings) -
         "matrix": jnp.where(ok, matrix, jnp.eye(3)),
         "score": score,
         "ok": ok,
+        "prominence": prominence,
+        "confident": prominence >= settings.search.min_prominence,
     }
 
 

@@ -237,6 +237,26 @@ def test_a_pair_left_unregistered_is_flagged_and_exits_1(tmp_path, fake, capsys,
     assert "not registered p: 'optimize' found no alignment" in summary
 
 
+def test_an_uncertain_registration_is_written_and_listed(tmp_path, fake, capsys, monkeypatch):
+    def register(self, ir, vi):
+        n = ir.shape[0]
+        return {
+            "ir_reg": ir,
+            "disp": np.zeros(ir.shape[:3] + (2,), np.float32),
+            "registration_ok": np.ones(n, bool),
+            "registration_confident": np.zeros(n, bool),
+        }
+
+    monkeypatch.setattr(FakePipeline, "register", register)
+    _pair(tmp_path, "p", (24, 40))
+    argv = ["register", "--ir", str(tmp_path / "ir"), "--vi", str(tmp_path / "vi")]
+    assert main([*argv, "--out", str(tmp_path / "o")]) == 0
+    summary = capsys.readouterr().out
+    assert "1 of 1 pairs written" in summary
+    assert "uncertain p: the 'optimize' search's best match hardly stood out" in summary
+    assert _output_names(tmp_path / "o") == ["p_ir_reg.png"]
+
+
 def test_unwritable_output_folder_fails_before_any_work(tmp_path, fake, capsys):
     _pair(tmp_path, "p", (24, 40))
     (tmp_path / "a_file").write_text("not a folder")

@@ -202,9 +202,10 @@ class ShiftPipeline:
     """Stands in for inference.Pipeline: its field is a shift of 3 pixels to the right
     (variant 'corrected': a zero displacement is the identity), its registered image ir_warp as
     it is; fuses by averaging; fails on a blank visible image; reports that the registration
-    found no alignment."""
+    found no alignment on its first pair and is uncertain on the others."""
 
     variant, registration = CORRECTED, "stand-in"
+    calls = 0
 
     def register_and_fuse(self, ir, vi):
         if not vi.any():
@@ -212,7 +213,12 @@ class ShiftPipeline:
         n, h, w, _ = ir.shape
         disp = np.broadcast_to(np.float32([3 * 2 / w, 0.0]), (n, h, w, 2))  # normalised
         fused = (ir + vi) / 2
-        return {"ir_reg": ir, "disp": disp, "fused": fused, "registration_ok": np.zeros(n, bool)}
+        self.calls += 1
+        flags = {
+            "registration_ok": np.full(n, self.calls > 1),
+            "registration_confident": np.zeros(n, bool),
+        }
+        return {"ir_reg": ir, "disp": disp, "fused": fused, **flags}
 
     def fuse(self, ir, vi):
         return {"fused": (ir + vi) / 2}
@@ -246,6 +252,7 @@ def test_model_mode_scores_the_pipeline_against_the_ground_truth(tmp_path, monke
     assert "nogt.png.mat: no such file" in reasons["nogt"]
     err = capsys.readouterr().err
     assert f"WARNING: {NAMES[0]}: registration 'stand-in' found no alignment" in err
+    assert f"WARNING: {NAMES[1]}: registration 'stand-in' is uncertain" in err
 
     names, registration = report.read_per_image_csv(out / "registration_per_image.csv")
     assert names == NAMES[:2] and list(registration) == ["model", "identity"]

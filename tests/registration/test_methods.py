@@ -72,6 +72,29 @@ def test_batched_equals_one_pair_at_a_time(registered):
     np.testing.assert_allclose(both["positions"][1], out["positions"][0], atol=1e-3)
 
 
+def test_prominence_counts_standard_deviations_of_the_best_above_the_mean():
+    scores = np.random.default_rng(0).normal(-0.1, 0.02, 5000).astype(np.float32)
+    moments = jnp.asarray([scores.size, scores.sum(), np.square(scores).sum()])
+    expected = (scores.max() - scores.mean()) / scores.std()
+    np.testing.assert_allclose(search.prominence(scores.max(), moments), expected, rtol=1e-3)
+    assert float(search.prominence(jnp.float32(1.0), jnp.asarray([3.0, 3.0, 3.0]))) == 0.0
+
+
+def test_a_clear_match_is_confident_and_unrelated_scenes_are_not(registered):
+    _, _, out = registered
+    assert bool(out["confident"][0]) and float(out["prominence"][0]) > 6.0
+    # Two different scenes: no alignment is right, and the best one stands out little.
+    points = np.asarray(geometry.level_points(SHAPE, SHAPE))
+    for seed in (1, 2):
+        found = methods.register(
+            _rgb(1.0 - _scene(points, seed)),
+            _rgb(_scene(points, 0)),
+            methods.settings_for("global"),
+        )
+        assert bool(found["ok"][0]) and not bool(found["confident"][0])
+        assert float(found["prominence"][0]) < 3.5
+
+
 def test_no_overlap_found_falls_back_to_the_identity_and_says_so():
     fixed, moving = _pair(TRUE)
     strict = methods.settings_for(
