@@ -59,8 +59,16 @@ def main() -> None:
     ir = jnp.asarray(rng.random(shape, np.float32))
     vi = jnp.asarray(rng.random(shape, np.float32))
     print(f"device: {jax.devices()[0].device_kind} ({jax.default_backend()}), input {shape}")
+    programs = {
+        "register": pipe._register,
+        "fuse": pipe._fuse,
+        # what Pipeline.register_and_fuse runs, as one program
+        "register_and_fuse": jax.jit(
+            lambda v, ir, vi: pipe._fuse(v, pipe._register(v, ir, vi)["ir_reg"], vi)
+        ),
+    }
     for mode in args.modes:
-        fn = pipe._run[mode]
+        fn = programs[mode]
         start = time.perf_counter()
         compiled = fn.lower(pipe.variables, ir, vi).compile()
         compile_s = time.perf_counter() - start

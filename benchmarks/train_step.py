@@ -3,7 +3,9 @@
     python benchmarks/train_step.py                       # batch 4, 256x256, both stages
     python benchmarks/train_step.py --batch 16 --stages rf --repeats 10
     python benchmarks/train_step.py --stages rf --breakdown   # + where the RF step's time goes
+    python benchmarks/train_step.py --xla-defaults        # without train.py's XLA flags
 
+XLA's CPU flags are train.py's (`training.xla_flags`) unless --xla-defaults.
 Each step is jitted with the state donated, as the training loop does; compile time is the
 `lower().compile()` time of that program. The RF step includes the synthetic misalignment of the
 batch (`rf_step`). Random weights (fresh init): the cost does not depend on them. Every line
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import os
 import statistics
 import time
 
@@ -33,6 +36,7 @@ from superfusion_jax.models.variants import VARIANTS, Variant, variant_named
 from superfusion_jax.training import steps
 from superfusion_jax.training.optimizer import make_optimizer
 from superfusion_jax.training.state import create_train_state, fresh_variables
+from superfusion_jax.training.xla_flags import use_training_xla_flags
 
 STAGES = {"rf": steps.rf_step, "fs": steps.fs_step}
 RF_TERMS = (
@@ -53,7 +57,12 @@ def main() -> None:
     parser.add_argument("--stages", nargs="+", choices=tuple(STAGES), default=list(STAGES))
     parser.add_argument("--variant", default="faithful", choices=VARIANTS)
     parser.add_argument("--breakdown", action="store_true", help="time the RF step's parts")
+    parser.add_argument(
+        "--xla-defaults", action="store_true", help="without train.py's XLA flags for a CPU"
+    )
     args = parser.parse_args()
+    if not args.xla_defaults:
+        use_training_xla_flags()
     variant = variant_named(args.variant)
 
     rng = np.random.default_rng(0)
@@ -65,6 +74,7 @@ def main() -> None:
     batch = jax.device_put(batch)
     tx = make_optimizer(1e-3)
     print(f"device: {jax.devices()[0].device_kind} ({jax.default_backend()}), batch {shape}")
+    print(f"XLA_FLAGS: {os.environ.get('XLA_FLAGS', '')!r}")
     for stage in args.stages:
         state = create_train_state(variant=variant, optimizer=tx, seed=0)
         fn = functools.partial(STAGES[stage], variant=variant, optimizer=tx)
