@@ -11,7 +11,12 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from superfusion_jax.models.layers import ConvAct, conv_kernel_init, torch_bias_init
+from superfusion_jax.models.layers import (
+    ConvAct,
+    ConvActOnParts,
+    conv_kernel_init,
+    torch_bias_init,
+)
 from superfusion_jax.models.variants import FAITHFUL, Variant
 from superfusion_jax.ops.spatial_rnn import spatial_rnn
 
@@ -56,15 +61,17 @@ class GSAM(nn.Module):
         attention = ConvAct(c // 2, name="attention_1")(attention)
         attention = ConvAct(4, activation=last_act, name="attention_2")(attention)
 
-        def directions(y: Array, rnn: SpatialRNN) -> Array:
+        def directions(y: Array, rnn: SpatialRNN) -> tuple[Array, ...]:
+            """The four direction maps, the channel parts of the next conv's input."""
             maps = rnn(y)
             if not self.variant.discarded_direction_attention:
                 maps = tuple(m * attention[..., k : k + 1] for k, m in enumerate(maps))
-            return jnp.concatenate(maps, axis=-1)
+            return maps
 
         out = ConvAct(c, activation=None, name="conv_in")(x)
-        out = ConvAct(c, activation=None, name="conv2")(directions(out, SpatialRNN(name="irnn1")))
-        out = ConvAct(c, name="conv3")(directions(out, SpatialRNN(name="irnn2")))
+        rnn1, rnn2 = SpatialRNN(name="irnn1"), SpatialRNN(name="irnn2")
+        out = ConvActOnParts(c, activation=None, name="conv2")(directions(out, rnn1))
+        out = ConvActOnParts(c, name="conv3")(directions(out, rnn2))
         return ConvAct(c, activation=last_act, name="conv_out")(out)
 
 

@@ -172,13 +172,61 @@ class ConvAct(nn.Module):
 
     @nn.compact
     def __call__(self, x: Array) -> Array:
-        x = _conv(self.features, x.shape[-1], 1, 1, bias=True)(x)
-        if self.activation == "lrelu":
-            return nn.leaky_relu(x, 0.01)
-        if self.activation == "tanh":
-            return jnp.tanh(x)
-        if self.activation == "sigmoid":
-            return nn.sigmoid(x)
-        if self.activation is None:
-            return x
-        raise ValueError(f"unknown activation {self.activation!r}")
+        return _activate(_conv(self.features, x.shape[-1], 1, 1, bias=True)(x), self.activation)
+
+
+def _activate(x: Array, activation: str | None) -> Array:
+    """ConvAct's activations by name: 'lrelu' (slope 0.01), 'tanh', 'sigmoid', None."""
+    if activation == "lrelu":
+        return nn.leaky_relu(x, 0.01)
+    if activation == "tanh":
+        return jnp.tanh(x)
+    if activation == "sigmoid":
+        return nn.sigmoid(x)
+    if activation is None:
+        return x
+    raise ValueError(f"unknown activation {activation!r}")
+
+
+class _ConvParameters(nn.Module):
+    """The parameters of `_conv(..., bias=True)` (flax `nn.Conv`'s names, shapes and init),
+    for a module that applies them itself. () -> (kernel (3, 3, in, out), bias (out,))."""
+
+    features: int
+    in_features: int
+
+    @nn.compact
+    def __call__(self) -> tuple[Array, Array]:
+        shape = (3, 3, self.in_features, self.features)
+        kernel = self.param("kernel", conv_kernel_init, shape)
+        bias = self.param("bias", torch_bias_init(self.in_features * 9), (self.features,))
+        return kernel, bias
+
+
+class ConvActOnParts(nn.Module):
+    """`ConvAct` of the channel concatenation of `parts`, computed as the sum of each part's
+    convolution with its slice of the kernel, so that the concatenation is never built (in
+    the RF training step the GSAM's (N, H, W, 128) concatenations of its spatial RNN's four
+    outputs cost about 2 s on a CPU: docs/performance.md). Same parameters as ConvAct.
+
+    parts: (N, H, W, C_i) each -> (N, H, W, features).
+    """
+
+    features: int
+    activation: str | None = "lrelu"
+
+    @nn.compact
+    def __call__(self, parts: tuple[Array, ...]) -> Array:
+        widths = [part.shape[-1] for part in parts]
+        kernel, bias = _ConvParameters(self.features, sum(widths), name="conv")()
+        starts = np.cumsum([0, *widths])
+        out = bias
+        for part, start, stop in zip(parts, starts[:-1], starts[1:], strict=True):
+            out = out + jax.lax.conv_general_dilated(
+                part,
+                kernel[:, :, start:stop],
+                (1, 1),
+                ((1, 1), (1, 1)),
+                dimension_numbers=("NHWC", "HWIO", "NHWC"),
+            )
+        return _activate(out, self.activation)
