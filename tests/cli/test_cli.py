@@ -220,15 +220,20 @@ def test_network_registration_needs_weights(tmp_path, fake, capsys):
     assert fake[0].registration == "network"
 
 
-def test_a_pair_left_unregistered_is_flagged_and_exits_1(tmp_path, fake, capsys, monkeypatch):
-    def register(self, ir, vi):
-        return {
-            "ir_reg": ir,
-            "disp": np.zeros(ir.shape[:3] + (2,), np.float32),
-            "registration_ok": np.zeros(ir.shape[0], bool),
-        }
+def _register_flagged(**flags: bool):
+    """A FakePipeline.register whose training-free flags ('registration_ok',
+    'registration_confident') have the given value for every pair; the identity field."""
 
-    monkeypatch.setattr(FakePipeline, "register", register)
+    def register(self, ir, vi):
+        n = ir.shape[0]
+        outputs = {"ir_reg": ir, "disp": np.zeros(ir.shape[:3] + (2,), np.float32)}
+        return {**outputs, **{name: np.full(n, value) for name, value in flags.items()}}
+
+    return register
+
+
+def test_a_pair_left_unregistered_is_flagged_and_exits_1(tmp_path, fake, capsys, monkeypatch):
+    monkeypatch.setattr(FakePipeline, "register", _register_flagged(registration_ok=False))
     _pair(tmp_path, "p", (24, 40))
     argv = ["register", "--ir", str(tmp_path / "ir"), "--vi", str(tmp_path / "vi")]
     assert main([*argv, "--out", str(tmp_path / "o")]) == 1
@@ -238,16 +243,8 @@ def test_a_pair_left_unregistered_is_flagged_and_exits_1(tmp_path, fake, capsys,
 
 
 def test_an_uncertain_registration_is_written_and_listed(tmp_path, fake, capsys, monkeypatch):
-    def register(self, ir, vi):
-        n = ir.shape[0]
-        return {
-            "ir_reg": ir,
-            "disp": np.zeros(ir.shape[:3] + (2,), np.float32),
-            "registration_ok": np.ones(n, bool),
-            "registration_confident": np.zeros(n, bool),
-        }
-
-    monkeypatch.setattr(FakePipeline, "register", register)
+    flagged = _register_flagged(registration_ok=True, registration_confident=False)
+    monkeypatch.setattr(FakePipeline, "register", flagged)
     _pair(tmp_path, "p", (24, 40))
     argv = ["register", "--ir", str(tmp_path / "ir"), "--vi", str(tmp_path / "vi")]
     assert main([*argv, "--out", str(tmp_path / "o")]) == 0
