@@ -33,7 +33,7 @@ def main() -> None:
     args = parser.parse_args()
 
     forward = jax.jit(spatial_rnn)
-    loss = lambda x, w, b: sum(jnp.sum(out) for out in spatial_rnn(x, w, b))
+    loss = lambda x, w, b: jnp.sum(spatial_rnn(x, w, b))
     backward = jax.jit(jax.grad(loss, argnums=(0, 1, 2)))
 
     rng = np.random.default_rng(0)

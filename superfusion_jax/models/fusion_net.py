@@ -11,12 +11,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from superfusion_jax.models.layers import (
-    ConvAct,
-    ConvActOnParts,
-    conv_kernel_init,
-    torch_bias_init,
-)
+from superfusion_jax.models.layers import ConvAct, conv_kernel_init, torch_bias_init
 from superfusion_jax.models.variants import FAITHFUL, Variant
 from superfusion_jax.ops.spatial_rnn import spatial_rnn
 
@@ -29,11 +24,11 @@ class SpatialRNN(nn.Module):
     """Four-direction spatial IRNN with a per-channel recurrent weight and bias per direction.
 
     Parameters `weight`, `bias`: (4, C) in the order (up, right, down, left).
-    (N, H, W, C) -> tuple of four (N, H, W, C) maps (up, right, down, left).
+    (N, H, W, C) -> (N, H, W, 4, C): the four direction maps, [..., k, :] in that order.
     """
 
     @nn.compact
-    def __call__(self, x: Array) -> tuple[Array, Array, Array, Array]:
+    def __call__(self, x: Array) -> Array:
         c = x.shape[-1]
         # The release declares these as depthwise 1x1 convs initialised to 0.2, but its
         # gaussian_weights_init then redraws them N(0, 0.02); the biases keep PyTorch's default
@@ -61,17 +56,17 @@ class GSAM(nn.Module):
         attention = ConvAct(c // 2, name="attention_1")(attention)
         attention = ConvAct(4, activation=last_act, name="attention_2")(attention)
 
-        def directions(y: Array, rnn: SpatialRNN) -> tuple[Array, ...]:
-            """The four direction maps, the channel parts of the next conv's input."""
+        def directions(y: Array, rnn: SpatialRNN) -> Array:
+            """The four direction maps (N, H, W, 4, C) as the next conv's (N, H, W, 4C) input."""
             maps = rnn(y)
             if not self.variant.discarded_direction_attention:
-                maps = tuple(m * attention[..., k : k + 1] for k, m in enumerate(maps))
-            return maps
+                maps = maps * attention[..., None]
+            return maps.reshape(*maps.shape[:3], -1)
 
         out = ConvAct(c, activation=None, name="conv_in")(x)
         rnn1, rnn2 = SpatialRNN(name="irnn1"), SpatialRNN(name="irnn2")
-        out = ConvActOnParts(c, activation=None, name="conv2")(directions(out, rnn1))
-        out = ConvActOnParts(c, name="conv3")(directions(out, rnn2))
+        out = ConvAct(c, activation=None, name="conv2")(directions(out, rnn1))
+        out = ConvAct(c, name="conv3")(directions(out, rnn2))
         return ConvAct(c, activation=last_act, name="conv_out")(out)
 
 

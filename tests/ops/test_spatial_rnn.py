@@ -77,12 +77,14 @@ def test_forward_matches_cuda_kernel_restatement(seed, shape):
         jnp.asarray(bias, jnp.float32),
     )
     got = jax.jit(spatial_rnn)(*args)
-    assert len(got) == 4
+    n, h, w, c = shape
+    assert got.shape == (n, h, w, 4, c) and got.dtype == jnp.float32
     values = np.stack(expected)
     assert (values == 0).any() and (values > 0).any(), f"degenerate case, seed={seed}"
-    for name, g, e in zip(("up", "right", "down", "left"), got, expected, strict=True):
-        assert g.shape == shape and g.dtype == jnp.float32
-        np.testing.assert_allclose(g, e, rtol=1e-5, atol=1e-5, err_msg=f"{name}, seed={seed}")
+    for k, (name, e) in enumerate(zip(("up", "right", "down", "left"), expected, strict=True)):
+        np.testing.assert_allclose(
+            got[..., k, :], e, rtol=1e-5, atol=1e-5, err_msg=f"{name}, seed={seed}"
+        )
 
 
 @pytest.mark.parametrize("shape", SHAPES)
@@ -90,6 +92,7 @@ def test_gradients_match_torch_autograd(seed, shape):
     rng = np.random.default_rng(seed)
     x, weight, bias = random_case(rng, shape)
     cotangents = [rng.standard_normal(shape) for _ in range(4)]
+    stacked_cotangent = np.stack(cotangents, axis=-2)  # (N, H, W, 4, C), as the outputs
 
     tensors = [torch.tensor(a, requires_grad=True) for a in (x, weight, bias)]
     outputs = torch_irnn(*tensors)
@@ -98,9 +101,7 @@ def test_gradients_match_torch_autograd(seed, shape):
     ).backward()
 
     with jax.enable_x64(True):
-        loss = lambda *a: sum(
-            jnp.sum(o * g) for o, g in zip(spatial_rnn(*a), cotangents, strict=True)
-        )
+        loss = lambda *a: jnp.sum(spatial_rnn(*a) * stacked_cotangent)
         grads = jax.jit(jax.grad(loss, argnums=(0, 1, 2)))(*map(jnp.asarray, (x, weight, bias)))
     for name, g, t in zip(("x", "weight", "bias"), grads, tensors, strict=True):
         np.testing.assert_allclose(
@@ -129,7 +130,7 @@ def test_float32_gradients_at_the_release_scale(seed):
     x = rng.standard_normal(shape)
     weight = rng.uniform(0.1, 0.6, (4, shape[-1]))  # the parity weights' range
     bias = rng.uniform(-0.1, 0.1, (4, shape[-1]))
-    loss = lambda *a: sum(jnp.sum(o * o) for o in spatial_rnn(*a))
+    loss = lambda *a: jnp.sum(spatial_rnn(*a) ** 2)
     grad = jax.jit(jax.grad(loss, argnums=(0, 1, 2)))
     grad32 = grad(*(jnp.asarray(a, jnp.float32) for a in (x, weight, bias)))
     with jax.enable_x64(True):
