@@ -64,9 +64,8 @@ class GSAM(nn.Module):
             return maps.reshape(*maps.shape[:3], -1)
 
         out = ConvAct(c, activation=None, name="conv_in")(x)
-        rnn1, rnn2 = SpatialRNN(name="irnn1"), SpatialRNN(name="irnn2")
-        out = ConvAct(c, activation=None, name="conv2")(directions(out, rnn1))
-        out = ConvAct(c, name="conv3")(directions(out, rnn2))
+        out = ConvAct(c, activation=None, name="conv2")(directions(out, SpatialRNN(name="irnn1")))
+        out = ConvAct(c, name="conv3")(directions(out, SpatialRNN(name="irnn2")))
         return ConvAct(c, activation=last_act, name="conv_out")(out)
 
 

@@ -172,17 +172,13 @@ class ConvAct(nn.Module):
 
     @nn.compact
     def __call__(self, x: Array) -> Array:
-        return _activate(_conv(self.features, x.shape[-1], 1, 1, bias=True)(x), self.activation)
-
-
-def _activate(x: Array, activation: str | None) -> Array:
-    """ConvAct's activations by name: 'lrelu' (slope 0.01), 'tanh', 'sigmoid', None."""
-    if activation == "lrelu":
-        return nn.leaky_relu(x, 0.01)
-    if activation == "tanh":
-        return jnp.tanh(x)
-    if activation == "sigmoid":
-        return nn.sigmoid(x)
-    if activation is None:
-        return x
-    raise ValueError(f"unknown activation {activation!r}")
+        x = _conv(self.features, x.shape[-1], 1, 1, bias=True)(x)
+        if self.activation == "lrelu":
+            return nn.leaky_relu(x, 0.01)
+        if self.activation == "tanh":
+            return jnp.tanh(x)
+        if self.activation == "sigmoid":
+            return nn.sigmoid(x)
+        if self.activation is None:
+            return x
+        raise ValueError(f"unknown activation {self.activation!r}")
