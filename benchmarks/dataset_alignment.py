@@ -1,11 +1,12 @@
-"""How well are the MSRS test pairs' ALIGNED images aligned? An independent tool's answer.
+"""How well are a dataset's ALIGNED infrared-visible pairs aligned? An independent tool's answer.
 
     pip install SimpleITK
-    python benchmarks/msrs_alignment.py                 # the 20 pairs of ../shared/data/msrs_test
-    python benchmarks/msrs_alignment.py --synthetic     # the control: synthetic infrared
-    python benchmarks/msrs_alignment.py --out results/msrs_alignment.json
+    python benchmarks/dataset_alignment.py              # the 20 pairs of ../shared/data/msrs_test
+    python benchmarks/dataset_alignment.py --synthetic  # the control: synthetic infrared
+    python benchmarks/dataset_alignment.py --data ../shared/data/tno --out results/tno.json
 
-The ground truth of the MSRS test set (`flow/`) relates `ir_warp` to the dataset's aligned
+Any folder with ir/ and vi/ images of the same names works (--data). The ground truth of the
+MSRS test set (`flow/`) relates `ir_warp` to the dataset's aligned
 infrared image `ir`, so it is only as good as the alignment of `ir` with `vi`. This registers
 each aligned `ir` onto its `vi` with SimpleITK (Mattes mutual information, 48 bins, every pixel;
 regular-step gradient descent; 1/2 then full resolution; started at the identity, i.e. at the
@@ -34,6 +35,7 @@ from superfusion_jax.io.images import read_image
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "msrs_test"
 GRID_STEP = 8  # pixels between the points the displacement is averaged over
+SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
 
 def _sitk():
@@ -91,9 +93,9 @@ def main() -> None:
     )
     parser.add_argument("--out", type=Path, help="also write every figure as JSON")
     args = parser.parse_args()
-    names = sorted(p.name for p in (args.data / "vi").glob("*.png"))
+    names = sorted(p.name for p in (args.data / "vi").iterdir() if p.suffix.lower() in SUFFIXES)
     if not names:
-        raise SystemExit(f"{args.data / 'vi'}: no .png images")
+        raise SystemExit(f"{args.data / 'vi'}: no images ({', '.join(SUFFIXES)})")
     results = {}
     for index, name in enumerate(names):
         vi = read_image(args.data / "vi" / name)
