@@ -30,6 +30,7 @@ import sys
 from absl import app, flags
 from absl import logging as absl_logging
 
+from superfusion_jax import huge_pages
 from superfusion_jax.command_line import REGISTRATIONS
 from superfusion_jax.evaluation.fusion_presets import PRECISIONS, PRESETS
 from superfusion_jax.evaluation.options import MODES
@@ -159,5 +160,6 @@ def _parse_flags(argv: list[str]) -> list[str]:
 
 
 if __name__ == "__main__":
+    huge_pages.restart_with_huge_pages()  # XLA's buffers on huge pages (before any work)
     flags.mark_flag_as_required("mode")
     app.run(main, flags_parser=_parse_flags)

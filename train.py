@@ -21,6 +21,7 @@ from absl import app, flags
 from absl import logging as absl_logging
 from ml_collections import config_flags
 
+from superfusion_jax import huge_pages
 from superfusion_jax.training import loop, mesh, xla_flags
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -102,4 +103,5 @@ def _usage_error(message: str) -> int:
 
 
 if __name__ == "__main__":
+    huge_pages.restart_with_huge_pages()  # XLA's buffers on huge pages (before any work)
     app.run(main, flags_parser=parse_flags)

@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from superfusion_jax import huge_pages
 from superfusion_jax.inference import Pipeline
 from superfusion_jax.models.variants import VARIANTS, Variant, variant_named
 
@@ -96,4 +97,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    huge_pages.restart_with_huge_pages()  # as the command-line programs run
     main()

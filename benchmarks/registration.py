@@ -44,6 +44,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from superfusion_jax import huge_pages
 from superfusion_jax.data.stress import (
     StressMisalignment,
     make_pair,
@@ -268,4 +269,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    huge_pages.restart_with_huge_pages()  # as the command-line programs run
     main()

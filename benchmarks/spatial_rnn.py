@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from superfusion_jax import huge_pages
 from superfusion_jax.ops.spatial_rnn import spatial_rnn
 
 SHAPES = ((1, 480, 640, 32), (4, 256, 256, 32))
@@ -49,4 +50,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    huge_pages.restart_with_huge_pages()  # as the command-line programs run
     main()

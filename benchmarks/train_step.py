@@ -29,6 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from superfusion_jax import huge_pages
 from superfusion_jax.data.misalign import misalign_batch
 from superfusion_jax.losses.registration import RFOutputs, rf_losses, valid_masks
 from superfusion_jax.models.superfusion import SuperFusion
@@ -163,4 +164,5 @@ def rf_breakdown(batch: dict, variant: Variant, repeats: int) -> None:
 
 
 if __name__ == "__main__":
+    huge_pages.restart_with_huge_pages()  # as the command-line programs run
     main()

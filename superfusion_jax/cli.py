@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from tqdm import tqdm
 
-from superfusion_jax import weights
+from superfusion_jax import huge_pages, weights
 from superfusion_jax.command_line import (
     REGISTRATIONS,
     TRAINING_FREE,
@@ -160,6 +160,13 @@ class _Report:
     failed: list[tuple[str, str]] = field(default_factory=list)
     unregistered: list[str] = field(default_factory=list)
     uncertain: list[str] = field(default_factory=list)
+
+
+def run() -> None:
+    """The `superfusion` console script: restart on huge pages where that helps (`huge_pages`),
+    then `main()` on the command's arguments, exiting with its status."""
+    huge_pages.restart_with_huge_pages()
+    sys.exit(main())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -598,4 +605,4 @@ def _print_summary(
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run()
