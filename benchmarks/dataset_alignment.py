@@ -31,11 +31,10 @@ from pathlib import Path
 import numpy as np
 
 from superfusion_jax.data.stress import synthetic_infrared
-from superfusion_jax.io.images import read_image
+from superfusion_jax.io.images import IMAGE_EXTENSIONS, read_image
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "msrs_test"
 GRID_STEP = 8  # pixels between the points the displacement is averaged over
-SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
 
 def _sitk():
@@ -93,9 +92,10 @@ def main() -> None:
     )
     parser.add_argument("--out", type=Path, help="also write every figure as JSON")
     args = parser.parse_args()
-    names = sorted(p.name for p in (args.data / "vi").iterdir() if p.suffix.lower() in SUFFIXES)
+    folder = args.data / "vi"
+    names = sorted(p.name for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
     if not names:
-        raise SystemExit(f"{args.data / 'vi'}: no images ({', '.join(SUFFIXES)})")
+        raise SystemExit(f"{folder}: no images ({', '.join(IMAGE_EXTENSIONS)})")
     results = {}
     for index, name in enumerate(names):
         vi = read_image(args.data / "vi" / name)
